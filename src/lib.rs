@@ -1,0 +1,3 @@
+pub mod error;
+pub mod ids;
+pub mod presence;

@@ -1,0 +1,113 @@
+//! Ticket presence: who views which ticket, who is typing (contract §3).
+//!
+//! [`ViewerRegistry`] is a plain synchronous type. Every method applies one
+//! rule and returns the [`PresenceEvent`]s it caused, in the order a client
+//! must see them; the socket layer turns them into room joins and emits. Time
+//! is passed in (`now`, milliseconds), so tests drive it without a clock.
+//!
+//! A viewer is one agent on one ticket, whatever number of sockets (tabs) it
+//! has there; each socket keeps its own typing state, and the viewer is typing
+//! while any of its sockets is.
+
+mod registry;
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+use socketioxide::socket::Sid;
+
+use crate::ids::{AgentId, AgentName, TicketId};
+
+pub use registry::{PresenceRules, ViewerRegistry};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+/// One viewer as the contract shows it (§3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ViewerView {
+    pub agent_id: AgentId,
+    pub agent_name: AgentName,
+    pub status: ViewerStatus,
+    pub since: Millis,
+    pub typing_started_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ViewerStatus {
+    Viewing,
+    Typing,
+}
+
+/// Why a viewer stopped viewing (`agent:left`'s `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Left,
+    Disconnected,
+    Stale,
+    NodeLost,
+}
+
+/// Something a rule changed that sockets must be told about, or a room
+/// membership to change. The socket layer applies them in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceEvent {
+    /// The socket joins the ticket's room.
+    JoinRoom { sid: Sid, ticket: TicketId },
+    /// The socket leaves the ticket's room.
+    LeaveRoom { sid: Sid, ticket: TicketId },
+    /// `viewers:updated` to the whole room.
+    ViewersUpdated { ticket: TicketId, viewers: Vec<ViewerView> },
+    /// `viewers:updated` to one socket only (a new tab of a known viewer).
+    ViewersTo { sid: Sid, ticket: TicketId, viewers: Vec<ViewerView> },
+    /// `collision:warning` to one socket, about the other viewers.
+    CollisionWarning { sid: Sid, ticket: TicketId, others: Vec<ViewerView> },
+    /// `agent:joined` to the room except the joining socket.
+    AgentJoined { ticket: TicketId, agent: AgentId, name: AgentName, since: Millis, except: Vec<Sid> },
+    /// `agent:typing` to the room except the typist's sockets.
+    AgentTyping { ticket: TicketId, agent: AgentId, name: AgentName, except: Vec<Sid> },
+    /// `agent:stopped_typing` to the room except the typist's sockets.
+    AgentStoppedTyping { ticket: TicketId, agent: AgentId, name: AgentName, except: Vec<Sid> },
+    /// `agent:left` to the room except `except`.
+    AgentLeft { ticket: TicketId, agent: AgentId, name: AgentName, reason: LeaveReason, except: Vec<Sid> },
+}
+
+/// Counts for `/v1/stats` and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PresenceStats {
+    /// Tickets with at least one viewer.
+    pub tickets: usize,
+    /// Viewers (agent × ticket) in all.
+    pub viewers: usize,
+}
+
+/// The `collision:warning` message: who views, or who types when one does.
+pub fn collision_message(others: &[ViewerView]) -> (&'static str, String) {
+    let typists: Vec<&str> = others
+        .iter()
+        .filter(|v| v.status == ViewerStatus::Typing)
+        .map(|v| v.agent_name.as_str())
+        .collect();
+    if typists.is_empty() {
+        let names: Vec<&str> = others.iter().map(|v| v.agent_name.as_str()).collect();
+        ("warning", format!("{} {} viewing this ticket", join_names(&names), verb(names.len())))
+    } else {
+        ("critical", format!("{} {} typing a reply", join_names(&typists), verb(typists.len())))
+    }
+}
+
+fn verb(count: usize) -> &'static str {
+    if count == 1 { "is" } else { "are" }
+}
+
+/// "Ada", "Ada and Bob", "Ada, Bob and Cy".
+fn join_names(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}

@@ -1,0 +1,362 @@
+use std::collections::{BTreeSet, HashMap};
+
+use socketioxide::socket::Sid;
+
+use super::{LeaveReason, Millis, PresenceEvent, PresenceStats, ViewerStatus, ViewerView};
+use crate::error::ClientError;
+use crate::ids::{AgentId, AgentName, TicketId};
+
+/// The timing and limit rules the registry applies.
+#[derive(Debug, Clone, Copy)]
+pub struct PresenceRules {
+    pub typing_timeout_ms: Millis,
+    pub stale_after_ms: Millis,
+    pub max_tickets_per_socket: usize,
+}
+
+/// Viewers of every ticket on this node, and the tickets of every socket.
+#[derive(Debug)]
+pub struct ViewerRegistry {
+    rules: PresenceRules,
+    tickets: HashMap<TicketId, HashMap<AgentId, Viewer>>,
+    /// What each socket views, and as which agent.
+    sockets: HashMap<Sid, HashMap<TicketId, AgentId>>,
+    /// Typing sockets ordered by when their typing times out.
+    typing_deadlines: BTreeSet<(Millis, TicketId, AgentId, Sid)>,
+}
+
+#[derive(Debug)]
+struct Viewer {
+    name: AgentName,
+    since: Millis,
+    last_activity: Millis,
+    sockets: HashMap<Sid, SocketView>,
+}
+
+#[derive(Debug, Default)]
+struct SocketView {
+    /// When this socket started typing, and when that times out.
+    typing: Option<(Millis, Millis)>,
+}
+
+impl Viewer {
+    fn is_typing(&self) -> bool {
+        self.sockets.values().any(|s| s.typing.is_some())
+    }
+
+    fn view(&self, agent: &AgentId) -> ViewerView {
+        let typing_started_at = self.sockets.values().filter_map(|s| s.typing.map(|t| t.0)).min();
+        ViewerView {
+            agent_id: agent.clone(),
+            agent_name: self.name.clone(),
+            status: if typing_started_at.is_some() { ViewerStatus::Typing } else { ViewerStatus::Viewing },
+            since: self.since,
+            typing_started_at,
+        }
+    }
+
+    fn sids(&self) -> Vec<Sid> {
+        let mut sids: Vec<Sid> = self.sockets.keys().copied().collect();
+        sids.sort();
+        sids
+    }
+}
+
+fn not_viewing(ticket: &TicketId, agent: &AgentId) -> ClientError {
+    ClientError::NotViewing(format!("this connection is not viewing ticket {ticket} as agent {agent}"))
+}
+
+impl ViewerRegistry {
+    pub fn new(rules: PresenceRules) -> Self {
+        Self { rules, tickets: HashMap::new(), sockets: HashMap::new(), typing_deadlines: BTreeSet::new() }
+    }
+
+    /// `ticket:view`: become a viewer, or refresh one. Returns the viewer list
+    /// for the ack, and the events to deliver.
+    pub fn view(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        name: &AgentName,
+        now: Millis,
+    ) -> Result<(Vec<ViewerView>, Vec<PresenceEvent>), ClientError> {
+        let current = self.sockets.get(&sid).and_then(|t| t.get(ticket)).cloned();
+        let socket_tickets = self.sockets.get(&sid).map_or(0, HashMap::len);
+        if current.is_none() && socket_tickets >= self.rules.max_tickets_per_socket {
+            return Err(ClientError::LimitExceeded(format!(
+                "at most {} tickets per connection",
+                self.rules.max_tickets_per_socket
+            )));
+        }
+        let mut events = Vec::new();
+        // A socket switching agents on a ticket first leaves as the old one.
+        if let Some(old) = current.as_ref().filter(|old| *old != agent) {
+            self.leave_socket(sid, ticket, old, LeaveReason::Left, &mut events);
+        }
+
+        let known = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)).map(|viewer| {
+            viewer.last_activity = now;
+            let renamed = viewer.name != *name;
+            viewer.name = name.clone();
+            (renamed, !viewer.sockets.contains_key(&sid))
+        });
+        match known {
+            None => {
+                let others = self.list(ticket);
+                let viewer = Viewer { name: name.clone(), since: now, last_activity: now, sockets: HashMap::new() };
+                self.tickets.entry(ticket.clone()).or_default().insert(agent.clone(), viewer);
+                self.attach(sid, ticket, agent, &mut events);
+                if !others.is_empty() {
+                    events.push(PresenceEvent::CollisionWarning { sid, ticket: ticket.clone(), others });
+                }
+                events.push(PresenceEvent::AgentJoined {
+                    ticket: ticket.clone(),
+                    agent: agent.clone(),
+                    name: name.clone(),
+                    since: now,
+                    except: vec![sid],
+                });
+                events.push(self.viewers_updated(ticket));
+            }
+            Some((renamed, new_tab)) => {
+                if new_tab {
+                    self.attach(sid, ticket, agent, &mut events);
+                    let others: Vec<ViewerView> =
+                        self.list(ticket).into_iter().filter(|v| v.agent_id != *agent).collect();
+                    if !others.is_empty() {
+                        events.push(PresenceEvent::CollisionWarning { sid, ticket: ticket.clone(), others });
+                    }
+                }
+                if renamed {
+                    // The list changed (a new name): everyone hears it.
+                    events.push(self.viewers_updated(ticket));
+                } else if new_tab {
+                    events.push(PresenceEvent::ViewersTo { sid, ticket: ticket.clone(), viewers: self.list(ticket) });
+                }
+            }
+        }
+        Ok((self.list(ticket), events))
+    }
+
+    /// `ticket:typing`: the socket's agent types. Repeats only renew the timeout.
+    pub fn typing(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        now: Millis,
+    ) -> Result<Vec<PresenceEvent>, ClientError> {
+        self.check_viewing(sid, ticket, agent)?;
+        let deadline = now + self.rules.typing_timeout_ms;
+        let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
+            return Err(not_viewing(ticket, agent));
+        };
+        viewer.last_activity = now;
+        let was_typing = viewer.is_typing();
+        let socket = viewer.sockets.entry(sid).or_default();
+        let started = match socket.typing.take() {
+            Some((started, old_deadline)) => {
+                self.typing_deadlines.remove(&(old_deadline, ticket.clone(), agent.clone(), sid));
+                started
+            }
+            None => now,
+        };
+        socket.typing = Some((started, deadline));
+        self.typing_deadlines.insert((deadline, ticket.clone(), agent.clone(), sid));
+        let mut events = Vec::new();
+        if !was_typing {
+            events.push(PresenceEvent::AgentTyping {
+                ticket: ticket.clone(),
+                agent: agent.clone(),
+                name: viewer.name.clone(),
+                except: viewer.sids(),
+            });
+            events.push(self.viewers_updated(ticket));
+        }
+        Ok(events)
+    }
+
+    /// `ticket:stop_typing`: the socket's agent stops typing.
+    pub fn stop_typing(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        now: Millis,
+    ) -> Result<Vec<PresenceEvent>, ClientError> {
+        self.check_viewing(sid, ticket, agent)?;
+        if let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) {
+            viewer.last_activity = now;
+        }
+        let mut events = Vec::new();
+        self.clear_typing(sid, ticket, agent, &mut events);
+        Ok(events)
+    }
+
+    /// `ticket:leave`: the socket stops viewing the ticket.
+    pub fn leave(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId) -> Result<Vec<PresenceEvent>, ClientError> {
+        self.check_viewing(sid, ticket, agent)?;
+        let mut events = Vec::new();
+        self.leave_socket(sid, ticket, agent, LeaveReason::Left, &mut events);
+        Ok(events)
+    }
+
+    /// The socket is gone: every ticket it viewed is left.
+    pub fn disconnect(&mut self, sid: Sid) -> Vec<PresenceEvent> {
+        let mut events = Vec::new();
+        let Some(views) = self.sockets.get(&sid) else { return events };
+        let mut views: Vec<(TicketId, AgentId)> = views.iter().map(|(t, a)| (t.clone(), a.clone())).collect();
+        views.sort();
+        for (ticket, agent) in views {
+            self.leave_socket(sid, &ticket, &agent, LeaveReason::Disconnected, &mut events);
+        }
+        self.sockets.remove(&sid);
+        events
+    }
+
+    /// Typing that got no renewal in time falls back to viewing.
+    pub fn expire_typing(&mut self, now: Millis) -> Vec<PresenceEvent> {
+        let mut events = Vec::new();
+        while let Some(first) = self.typing_deadlines.first() {
+            if first.0 > now {
+                break;
+            }
+            let Some((_, ticket, agent, sid)) = self.typing_deadlines.pop_first() else { break };
+            self.clear_typing(sid, &ticket, &agent, &mut events);
+        }
+        events
+    }
+
+    /// When the next typing timeout falls due, if any socket types.
+    pub fn next_typing_deadline(&self) -> Option<Millis> {
+        self.typing_deadlines.first().map(|d| d.0)
+    }
+
+    /// Removes viewers idle for `stale_after`; their sockets stay connected.
+    pub fn sweep_stale(&mut self, now: Millis) -> Vec<PresenceEvent> {
+        let mut stale: Vec<(TicketId, AgentId)> = self
+            .tickets
+            .iter()
+            .flat_map(|(ticket, viewers)| {
+                viewers
+                    .iter()
+                    .filter(|(_, v)| now.saturating_sub(v.last_activity) >= self.rules.stale_after_ms)
+                    .map(move |(agent, _)| (ticket.clone(), agent.clone()))
+            })
+            .collect();
+        stale.sort();
+        let mut events = Vec::new();
+        for (ticket, agent) in stale {
+            self.remove_viewer(&ticket, &agent, LeaveReason::Stale, &mut events);
+        }
+        events
+    }
+
+    /// The viewers of a ticket, ordered by `since`, then `agentId`.
+    pub fn list(&self, ticket: &TicketId) -> Vec<ViewerView> {
+        let Some(viewers) = self.tickets.get(ticket) else { return Vec::new() };
+        let mut list: Vec<ViewerView> = viewers.iter().map(|(agent, v)| v.view(agent)).collect();
+        list.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.agent_id.cmp(&b.agent_id)));
+        list
+    }
+
+    pub fn stats(&self) -> PresenceStats {
+        PresenceStats { tickets: self.tickets.len(), viewers: self.tickets.values().map(HashMap::len).sum() }
+    }
+
+    fn check_viewing(&self, sid: Sid, ticket: &TicketId, agent: &AgentId) -> Result<(), ClientError> {
+        match self.sockets.get(&sid).and_then(|t| t.get(ticket)) {
+            Some(viewing_as) if viewing_as == agent => Ok(()),
+            _ => Err(not_viewing(ticket, agent)),
+        }
+    }
+
+    fn viewers_updated(&self, ticket: &TicketId) -> PresenceEvent {
+        PresenceEvent::ViewersUpdated { ticket: ticket.clone(), viewers: self.list(ticket) }
+    }
+
+    /// Records that `sid` views `ticket` as `agent` (the viewer exists).
+    fn attach(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId, events: &mut Vec<PresenceEvent>) {
+        if let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) {
+            viewer.sockets.insert(sid, SocketView::default());
+        }
+        self.sockets.entry(sid).or_default().insert(ticket.clone(), agent.clone());
+        events.push(PresenceEvent::JoinRoom { sid, ticket: ticket.clone() });
+    }
+
+    /// One socket stops typing; tells the room if the viewer no longer types.
+    fn clear_typing(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId, events: &mut Vec<PresenceEvent>) {
+        let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else { return };
+        let was_typing = viewer.is_typing();
+        if let Some((_, deadline)) = viewer.sockets.get_mut(&sid).and_then(|s| s.typing.take()) {
+            self.typing_deadlines.remove(&(deadline, ticket.clone(), agent.clone(), sid));
+        }
+        if was_typing && !viewer.is_typing() {
+            events.push(PresenceEvent::AgentStoppedTyping {
+                ticket: ticket.clone(),
+                agent: agent.clone(),
+                name: viewer.name.clone(),
+                except: viewer.sids(),
+            });
+            events.push(self.viewers_updated(ticket));
+        }
+    }
+
+    /// One socket stops viewing one ticket, as by `ticket:leave`.
+    fn leave_socket(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        reason: LeaveReason,
+        events: &mut Vec<PresenceEvent>,
+    ) {
+        if let Some(views) = self.sockets.get_mut(&sid) {
+            views.remove(ticket);
+            if views.is_empty() {
+                self.sockets.remove(&sid);
+            }
+        }
+        events.push(PresenceEvent::LeaveRoom { sid, ticket: ticket.clone() });
+        self.clear_typing(sid, ticket, agent, events);
+        let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else { return };
+        viewer.sockets.remove(&sid);
+        if viewer.sockets.is_empty() {
+            // The leaving socket is already out of the room; the rest hears it.
+            self.remove_viewer(ticket, agent, reason, events);
+        }
+    }
+
+    /// Removes a whole viewer; sockets still attached to it (stale sweep) hear
+    /// `agent:left` too, then leave the room and forget the ticket.
+    fn remove_viewer(&mut self, ticket: &TicketId, agent: &AgentId, reason: LeaveReason, events: &mut Vec<PresenceEvent>) {
+        let Some(viewers) = self.tickets.get_mut(ticket) else { return };
+        let Some(viewer) = viewers.remove(agent) else { return };
+        if viewers.is_empty() {
+            self.tickets.remove(ticket);
+        }
+        for (sid, socket) in &viewer.sockets {
+            if let Some((_, deadline)) = socket.typing {
+                self.typing_deadlines.remove(&(deadline, ticket.clone(), agent.clone(), *sid));
+            }
+        }
+        events.push(PresenceEvent::AgentLeft {
+            ticket: ticket.clone(),
+            agent: agent.clone(),
+            name: viewer.name.clone(),
+            reason,
+            except: Vec::new(),
+        });
+        for sid in viewer.sids() {
+            if let Some(views) = self.sockets.get_mut(&sid) {
+                views.remove(ticket);
+                if views.is_empty() {
+                    self.sockets.remove(&sid);
+                }
+            }
+            events.push(PresenceEvent::LeaveRoom { sid, ticket: ticket.clone() });
+        }
+        events.push(self.viewers_updated(ticket));
+    }
+}
