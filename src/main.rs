@@ -1,1 +1,50 @@
-fn main(){}
+//! The `switchboard` binary: reads the configuration, starts logging, serves.
+
+use std::process::ExitCode;
+
+use switchboard::app::{self, Listeners};
+use switchboard::config::{Config, LogFormat};
+
+fn main() -> ExitCode {
+    let config = match Config::from_args(std::env::args_os()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listeners = match Listeners::bind(&config).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("switchboard: cannot bind {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match app::run(config, listeners, app::shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,141 @@
+//! Wires the node together: Socket.IO, the hub, both HTTP listeners, the
+//! background tasks, and the order in which they stop.
+
+use std::future::Future;
+use std::io;
+
+use axum::serve::ListenerExt;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::outbox::Outbox;
+use crate::{background, internal_api, public, realtime};
+
+/// Queued packets a socket may hold before emits to it are dropped. A batch
+/// publish sends up to 1000 events at once to one room; socketioxide's
+/// default (128) would drop most of them for a polling client.
+const SOCKET_BUFFER: usize = 4096;
+
+/// The two bound listeners; binding is the caller's, so tests use port 0.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub internal: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both addresses of `config`; an error names the key at fault.
+    pub async fn bind(config: &Config) -> Result<Self, String> {
+        let public = TcpListener::bind(config.listen).await.map_err(|e| format!("listen: {}: {e}", config.listen))?;
+        let internal = TcpListener::bind(config.internal_listen)
+            .await
+            .map_err(|e| format!("internal_listen: {}: {e}", config.internal_listen))?;
+        Ok(Self { public, internal })
+    }
+}
+
+/// Serves until `shutdown` resolves, then stops gracefully within
+/// `shutdown_timeout`.
+pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    let (socketio_layer, io) = SocketIo::builder()
+        .max_payload(config.max_payload)
+        .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
+        .max_buffer_size(SOCKET_BUFFER)
+        .build_layer();
+    let (outbox, outbox_task) = Outbox::start(io.clone());
+    let hub = Hub::new(config.clone(), node_id(), io.clone(), outbox);
+    realtime::attach(&io, hub.clone());
+
+    let public_addr = listeners.public.local_addr()?;
+    let internal_addr = listeners.internal.local_addr()?;
+    let stop_accepting = CancellationToken::new();
+    let public_server = serve(listeners.public, public::router(socketio_layer, config.cors_origins.clone()), &stop_accepting);
+    let internal_server = serve(listeners.internal, internal_api::router(hub.clone()), &stop_accepting);
+
+    let stop_timers = CancellationToken::new();
+    let timers = [
+        tokio::spawn(background::typing_expiry(hub.clone(), stop_timers.clone())),
+        tokio::spawn(background::stale_sweep(hub.clone(), stop_timers.clone())),
+    ];
+    hub.set_serving(true);
+    tracing::info!(node = %hub.node_id, public = %public_addr, internal = %internal_addr, "switchboard serving");
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    hub.set_serving(false);
+    let graceful = async {
+        stop_accepting.cancel();
+        // Clients hear `transport close` and reconnect elsewhere; their
+        // disconnect handlers tell the remaining viewers.
+        io.close().await;
+        for server in [public_server, internal_server] {
+            report("http server", server.await);
+        }
+        hub.outbox.flush().await;
+    };
+    if tokio::time::timeout(config.shutdown_timeout, graceful).await.is_err() {
+        tracing::warn!(timeout = ?config.shutdown_timeout, "graceful shutdown timed out");
+    }
+    stop_timers.cancel();
+    for timer in timers {
+        report("timer", timer.await.map(Ok));
+    }
+    outbox_task.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn serve(listener: TcpListener, router: axum::Router, stop: &CancellationToken) -> JoinHandle<io::Result<()>> {
+    // Small Socket.IO frames must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await
+    })
+}
+
+fn report(what: &str, outcome: Result<io::Result<()>, tokio::task::JoinError>) {
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "{what} failed"),
+        Err(e) => tracing::error!(error = %e, "{what} panicked"),
+    }
+}
+
+/// `<hostname>-<pid>-<random>`: unique per process, readable in logs.
+fn node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "switchboard".into());
+    let random = socketioxide::socket::Sid::new().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..6])
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,168 @@
+//! The Socket.IO side: connections, client events, disconnects.
+//!
+//! Handlers are thin: they parse a [`Request`], call the registries through
+//! the [`Hub`], and queue the outcome (events, then the ack) on the outbox.
+
+pub mod notify;
+pub mod requests;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::handler::{ConnectHandler, FromMessageParts, MessageHandler};
+use socketioxide::socket::{DisconnectReason, Sid, Socket};
+
+use crate::error::ClientError;
+use crate::hub::Hub;
+use crate::outbox::Delivery;
+use crate::rate_limit::TokenBucket;
+use requests::{EventName, Request};
+
+/// Per-socket state kept in the socket's extensions.
+#[derive(Debug)]
+struct SocketSession {
+    bucket: Mutex<TokenBucket>,
+}
+
+/// Serves the `/` namespace with the hub's rules.
+pub fn attach(io: &SocketIo, hub: Hub) {
+    let on_connect = async |_: SocketRef| {};
+    // Handlers are registered in a middleware, which runs before the client
+    // is told it is connected: the connect handler runs in a task of its own,
+    // and an event arriving before it ran would find no handler.
+    let prepare = move |socket: SocketRef| {
+        let hub = hub.clone();
+        async move {
+            let bucket = TokenBucket::new(hub.config.events_per_second, Instant::now());
+            socket.extensions.insert(Arc::new(SocketSession { bucket: Mutex::new(bucket) }));
+            socket.on_fallback(EventRouter { hub: hub.clone() });
+            hub.connection_opened();
+            socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
+                let hub = hub.clone();
+                async move { on_disconnect(&hub, socket.id, reason).await }
+            });
+            Ok::<(), Infallible>(())
+        }
+    };
+    io.ns("/", on_connect.with(prepare));
+}
+
+/// Receives every client event, synchronously and in arrival order (the
+/// usual `async` handlers run in tasks of their own, which may reorder two
+/// events of one socket).
+#[derive(Clone)]
+struct EventRouter {
+    hub: Hub,
+}
+
+/// Marker for `MessageHandler`'s type parameter.
+#[doc(hidden)]
+pub struct Routed;
+
+impl MessageHandler<LocalAdapter, Routed> for EventRouter {
+    fn call(&self, s: Arc<Socket<LocalAdapter>>, mut v: socketioxide::handler::Value, ack_id: Option<i64>) {
+        let Ok(Event(event)) = Event::from_message_parts(&s, &mut v, &ack_id) else { return };
+        let Ok(TryData(payload)) = TryData::<Value>::from_message_parts(&s, &mut v, &ack_id);
+        let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
+        let ack = ack_id.map(|_| ack);
+        let allowed = match s.extensions.get::<Arc<SocketSession>>() {
+            Some(session) => session.bucket.lock().map(|mut b| b.take(Instant::now())).unwrap_or(true),
+            None => true,
+        };
+        handle_event(&self.hub, s.id, &event, payload.ok(), allowed, ack);
+    }
+}
+
+fn handle_event(hub: &Hub, sid: Sid, event: &str, payload: Option<Value>, allowed: bool, ack: Option<AckSender>) {
+    let Some(name) = EventName::parse(event) else {
+        // Unknown events are answered only when the client waits for an ack.
+        let error = if allowed {
+            ClientError::UnknownEvent(event.chars().take(100).collect())
+        } else {
+            ClientError::RateLimited(hub.config.events_per_second)
+        };
+        hub.metrics.client_event("unknown", error.code());
+        if let Some(ack) = ack {
+            hub.outbox.push(Delivery::Ack { ack, payload: error.to_ack() });
+        }
+        return;
+    };
+    let result = if !allowed {
+        Err(ClientError::RateLimited(hub.config.events_per_second))
+    } else {
+        payload
+            .ok_or_else(|| ClientError::InvalidPayload("payload must be an object".into()))
+            .and_then(|p| Request::parse(name, &p))
+            .and_then(|request| apply(hub, sid, request))
+    };
+    hub.metrics.client_event(name.as_str(), result.as_ref().map_or_else(ClientError::code, |_| "ok"));
+    match (result, ack) {
+        (Ok(reply), Some(ack)) => hub.outbox.push(Delivery::Ack { ack, payload: reply }),
+        (Ok(_), None) => {}
+        (Err(e), Some(ack)) => hub.outbox.push(Delivery::Ack { ack, payload: e.to_ack() }),
+        (Err(e), None) => hub.outbox.push(Delivery::ToSocket {
+            sid,
+            event: name.error_event(),
+            payload: e.to_error_event(name.as_str()),
+        }),
+    }
+}
+
+/// Applies a valid request; returns the ack's success payload.
+fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
+    let now = hub.clock.now_ms();
+    match request {
+        Request::View { ticket, agent, name } => {
+            let viewers = hub.with_presence(|r| r.view(sid, &ticket, &agent, &name, now))?;
+            Ok(json!({ "ok": true, "ticketId": ticket, "viewers": viewers }))
+        }
+        Request::Typing { ticket, agent } => {
+            hub.with_presence(|r| r.typing(sid, &ticket, &agent, now).map(|e| ((), e)))?;
+            hub.typing_changed.notify_one();
+            Ok(json!({ "ok": true, "ticketId": ticket }))
+        }
+        Request::StopTyping { ticket, agent } => {
+            hub.with_presence(|r| r.stop_typing(sid, &ticket, &agent, now).map(|e| ((), e)))?;
+            Ok(json!({ "ok": true, "ticketId": ticket }))
+        }
+        Request::Leave { ticket, agent } => {
+            hub.with_presence(|r| r.leave(sid, &ticket, &agent).map(|e| ((), e)))?;
+            Ok(json!({ "ok": true, "ticketId": ticket }))
+        }
+        Request::Subscribe(key) => {
+            hub.check_entity_type(&key.entity_type)?;
+            let mut timelines = hub.timelines();
+            if timelines.subscribe(sid, &key)? {
+                hub.outbox.push(Delivery::Join { sid, room: key.room() });
+            }
+            let body = json!({ "entityType": key.entity_type, "entityId": key.entity_id });
+            hub.outbox.push(Delivery::ToSocket { sid, event: "timeline:subscribed", payload: body });
+            Ok(json!({ "ok": true, "entityType": key.entity_type, "entityId": key.entity_id }))
+        }
+        Request::Unsubscribe(key) => {
+            hub.check_entity_type(&key.entity_type)?;
+            let mut timelines = hub.timelines();
+            if timelines.unsubscribe(sid, &key) {
+                hub.outbox.push(Delivery::Leave { sid, room: key.room() });
+            }
+            let body = json!({ "entityType": key.entity_type, "entityId": key.entity_id });
+            hub.outbox.push(Delivery::ToSocket { sid, event: "timeline:unsubscribed", payload: body });
+            Ok(json!({ "ok": true, "entityType": key.entity_type, "entityId": key.entity_id }))
+        }
+    }
+}
+
+async fn on_disconnect(hub: &Hub, sid: Sid, reason: DisconnectReason) {
+    tracing::debug!(%sid, ?reason, "socket disconnected");
+    let _ = hub.with_presence(|r| Ok(((), r.disconnect(sid))));
+    hub.timelines().disconnect(sid);
+    hub.connection_closed();
+    // socketioxide empties the socket's rooms when this handler returns:
+    // joins still queued for it must be done (and so undone) by then.
+    hub.outbox.flush().await;
+}
