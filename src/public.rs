@@ -11,14 +11,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use socketioxide::layer::SocketIoLayer;
+use tower::Layer;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 /// The public routes around the Socket.IO layer.
 pub fn router(socketio: SocketIoLayer, cors_origins: Option<Vec<String>>) -> Router {
-    let routes = Router::new()
+    let plain = Router::new()
         .route("/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
-        .fallback(|| async { not_found() })
-        .layer(socketio);
+        .fallback(|| async { not_found() });
+    // Layered once, as a service: `Router::layer` would call `layer()` per
+    // route, and each call builds a separate Engine.IO server with its own
+    // sessions (a polling client would then hit "Session ID unknown").
+    let routes = Router::new().fallback_service(socketio.layer(plain));
     match cors_origins {
         None => routes.layer(CorsLayer::new().allow_origin(AllowOrigin::any()).allow_methods([Method::GET, Method::POST])),
         Some(origins) => {

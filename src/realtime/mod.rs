@@ -40,6 +40,9 @@ pub fn attach(io: &SocketIo, hub: Hub) {
         async move {
             let bucket = TokenBucket::new(hub.config.events_per_second, Instant::now());
             socket.extensions.insert(Arc::new(SocketSession { bucket: Mutex::new(bucket) }));
+            // A room of its own, as in socket.io, so broadcasts can leave out
+            // all sockets of an agent by id (`except`), on any node.
+            socket.join(socket.id.to_string());
             socket.on_fallback(EventRouter { hub: hub.clone() });
             hub.connection_opened();
             socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
