@@ -29,7 +29,9 @@ pub struct Listeners {
 impl Listeners {
     /// Binds both addresses of `config`; an error names the key at fault.
     pub async fn bind(config: &Config) -> Result<Self, String> {
-        let public = TcpListener::bind(config.listen).await.map_err(|e| format!("listen: {}: {e}", config.listen))?;
+        let public = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("listen: {}: {e}", config.listen))?;
         let internal = TcpListener::bind(config.internal_listen)
             .await
             .map_err(|e| format!("internal_listen: {}: {e}", config.internal_listen))?;
@@ -39,7 +41,11 @@ impl Listeners {
 
 /// Serves until `shutdown` resolves, then stops gracefully within
 /// `shutdown_timeout`.
-pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let (socketio_layer, io) = SocketIo::builder()
         .max_payload(config.max_payload)
         .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
@@ -52,8 +58,16 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     let public_addr = listeners.public.local_addr()?;
     let internal_addr = listeners.internal.local_addr()?;
     let stop_accepting = CancellationToken::new();
-    let public_server = serve(listeners.public, public::router(socketio_layer, config.cors_origins.clone()), &stop_accepting);
-    let internal_server = serve(listeners.internal, internal_api::router(hub.clone()), &stop_accepting);
+    let public_server = serve(
+        listeners.public,
+        public::router(socketio_layer, config.cors_origins.clone()),
+        &stop_accepting,
+    );
+    let internal_server = serve(
+        listeners.internal,
+        internal_api::router(hub.clone()),
+        &stop_accepting,
+    );
 
     let stop_timers = CancellationToken::new();
     let timers = [
@@ -76,7 +90,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         }
         hub.outbox.flush().await;
     };
-    if tokio::time::timeout(config.shutdown_timeout, graceful).await.is_err() {
+    if tokio::time::timeout(config.shutdown_timeout, graceful)
+        .await
+        .is_err()
+    {
         tracing::warn!(timeout = ?config.shutdown_timeout, "graceful shutdown timed out");
     }
     stop_timers.cancel();
@@ -88,14 +105,20 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     Ok(())
 }
 
-fn serve(listener: TcpListener, router: axum::Router, stop: &CancellationToken) -> JoinHandle<io::Result<()>> {
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    stop: &CancellationToken,
+) -> JoinHandle<io::Result<()>> {
     // Small Socket.IO frames must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
     let stop = stop.clone();
     tokio::spawn(async move {
-        axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
     })
 }
 

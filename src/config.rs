@@ -21,7 +21,10 @@ pub struct ConfigError {
 }
 
 fn err(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.to_string(), message: message.into() }
+    ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Identity of the agent behind a socket (contract §1).
@@ -64,26 +67,86 @@ pub struct Config {
 
 /// (key, default as written, meaning) — the table of contract §6.
 pub const KEYS: &[(&str, &str, &str)] = &[
-    ("listen", "0.0.0.0:3000", "public Socket.IO listener (address:port)"),
-    ("internal_listen", "127.0.0.1:3001", "internal HTTP API listener; non-loopback needs internal_token"),
-    ("internal_token", "none", "bearer token required by the internal API (except /health, /ready, /metrics)"),
-    ("redis_url", "none", "Redis for multi-instance rooms and presence"),
-    ("auth_mode", "none", "identity of agents: none (from the payload) or jwt"),
-    ("jwt_secret", "none", "HS256 shared secret (auth_mode = jwt)"),
-    ("jwt_public_key_file", "none", "PEM public key for RS256/ES256 (auth_mode = jwt)"),
-    ("typing_timeout", "10s", "typing falls back to viewing after this"),
+    (
+        "listen",
+        "0.0.0.0:3000",
+        "public Socket.IO listener (address:port)",
+    ),
+    (
+        "internal_listen",
+        "127.0.0.1:3001",
+        "internal HTTP API listener; non-loopback needs internal_token",
+    ),
+    (
+        "internal_token",
+        "none",
+        "bearer token required by the internal API (except /health, /ready, /metrics)",
+    ),
+    (
+        "redis_url",
+        "none",
+        "Redis for multi-instance rooms and presence",
+    ),
+    (
+        "auth_mode",
+        "none",
+        "identity of agents: none (from the payload) or jwt",
+    ),
+    (
+        "jwt_secret",
+        "none",
+        "HS256 shared secret (auth_mode = jwt)",
+    ),
+    (
+        "jwt_public_key_file",
+        "none",
+        "PEM public key for RS256/ES256 (auth_mode = jwt)",
+    ),
+    (
+        "typing_timeout",
+        "10s",
+        "typing falls back to viewing after this",
+    ),
     ("sweep_interval", "5m", "how often stale viewers are swept"),
     ("stale_after", "30m", "a viewer idle this long is stale"),
-    ("node_timeout", "15s", "a silent instance is declared lost after this"),
+    (
+        "node_timeout",
+        "15s",
+        "a silent instance is declared lost after this",
+    ),
     ("shutdown_timeout", "10s", "graceful shutdown bound"),
     ("max_body", "65536", "internal API body limit, bytes"),
-    ("entity_types", "any", "allow-list of timeline entity types (comma-separated)"),
-    ("cors_origins", "any", "allowed browser origins for the public listener (comma-separated)"),
+    (
+        "entity_types",
+        "any",
+        "allow-list of timeline entity types (comma-separated)",
+    ),
+    (
+        "cors_origins",
+        "any",
+        "allowed browser origins for the public listener (comma-separated)",
+    ),
     ("max_payload", "1000000", "largest Socket.IO message, bytes"),
-    ("max_tickets_per_socket", "100", "tickets one socket may view"),
-    ("max_timelines_per_socket", "500", "timelines one socket may subscribe to"),
-    ("events_per_second", "50", "per-socket event rate (burst twice that); 0 = off"),
-    ("log_format", "text", "text or json; the level comes from RUST_LOG"),
+    (
+        "max_tickets_per_socket",
+        "100",
+        "tickets one socket may view",
+    ),
+    (
+        "max_timelines_per_socket",
+        "500",
+        "timelines one socket may subscribe to",
+    ),
+    (
+        "events_per_second",
+        "50",
+        "per-socket event rate (burst twice that); 0 = off",
+    ),
+    (
+        "log_format",
+        "text",
+        "text or json; the level comes from RUST_LOG",
+    ),
 ];
 
 fn flag(key: &str) -> String {
@@ -139,7 +202,11 @@ struct Sources {
 
 impl Sources {
     fn get(&self, key: &str) -> Option<Raw> {
-        if let Some(text) = self.matches.get_one::<String>(key).filter(|s| !s.is_empty()) {
+        if let Some(text) = self
+            .matches
+            .get_one::<String>(key)
+            .filter(|s| !s.is_empty())
+        {
             return Some(Raw::Text(text.clone()));
         }
         self.file.get(key).cloned().map(Raw::Toml)
@@ -154,11 +221,18 @@ impl Sources {
     }
 
     fn duration(&self, key: &str, default: Duration) -> Result<Duration, ConfigError> {
-        let Some(text) = self.string(key).map_err(|_| err(key, "expected a duration like \"10s\""))? else {
+        let Some(text) = self
+            .string(key)
+            .map_err(|_| err(key, "expected a duration like \"10s\""))?
+        else {
             return Ok(default);
         };
-        let d = humantime::parse_duration(text.trim())
-            .map_err(|e| err(key, format!("expected a duration like 500ms, 10s or 5m, got {text:?} ({e})")))?;
+        let d = humantime::parse_duration(text.trim()).map_err(|e| {
+            err(
+                key,
+                format!("expected a duration like 500ms, 10s or 5m, got {text:?} ({e})"),
+            )
+        })?;
         if d.is_zero() {
             return Err(err(key, "must be longer than zero"));
         }
@@ -168,9 +242,10 @@ impl Sources {
     fn number(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
         match self.get(key) {
             None => Ok(default),
-            Some(Raw::Text(s)) => {
-                s.trim().parse().map_err(|_| err(key, format!("expected a non-negative integer, got {s:?}")))
-            }
+            Some(Raw::Text(s)) => s
+                .trim()
+                .parse()
+                .map_err(|_| err(key, format!("expected a non-negative integer, got {s:?}"))),
             Some(Raw::Toml(toml::Value::Integer(i))) => {
                 u64::try_from(i).map_err(|_| err(key, "expected a non-negative integer"))
             }
@@ -181,7 +256,11 @@ impl Sources {
     fn list(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
         let items = match self.get(key) {
             None => return Ok(None),
-            Some(Raw::Text(s)) => s.split(',').map(|i| i.trim().to_string()).filter(|i| !i.is_empty()).collect(),
+            Some(Raw::Text(s)) => s
+                .split(',')
+                .map(|i| i.trim().to_string())
+                .filter(|i| !i.is_empty())
+                .collect(),
             Some(Raw::Toml(toml::Value::Array(items))) => items
                 .into_iter()
                 .map(|i| match i {
@@ -196,9 +275,12 @@ impl Sources {
 
     fn addr(&self, key: &str, default: &str) -> Result<SocketAddr, ConfigError> {
         let text = self.string(key)?.unwrap_or_else(|| default.to_string());
-        text.trim()
-            .parse()
-            .map_err(|_| err(key, format!("expected an address like 127.0.0.1:3001, got {text:?}")))
+        text.trim().parse().map_err(|_| {
+            err(
+                key,
+                format!("expected an address like 127.0.0.1:3001, got {text:?}"),
+            )
+        })
     }
 }
 
@@ -212,10 +294,15 @@ impl Config {
         let matches = command()
             .try_get_matches_from(args)
             .map_err(|e| match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => e.exit(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    e.exit()
+                }
                 _ => err("command line", e.to_string()),
             })?;
-        let file = match matches.get_one::<String>("config").filter(|p| !p.is_empty()) {
+        let file = match matches
+            .get_one::<String>("config")
+            .filter(|p| !p.is_empty())
+        {
             Some(path) => read_file(&PathBuf::from(path))?,
             None => toml::Table::new(),
         };
@@ -228,7 +315,13 @@ impl Config {
     }
 
     fn from_sources(src: &Sources) -> Result<Self, ConfigError> {
-        let positive = |key: &str, v: u64| if v == 0 { Err(err(key, "must be at least 1")) } else { Ok(v) };
+        let positive = |key: &str, v: u64| {
+            if v == 0 {
+                Err(err(key, "must be at least 1"))
+            } else {
+                Ok(v)
+            }
+        };
         let to_usize = |key: &str, v: u64| usize::try_from(v).map_err(|_| err(key, "too large"));
         let config = Config {
             listen: src.addr("listen", "0.0.0.0:3000")?,
@@ -245,7 +338,10 @@ impl Config {
             entity_types: entity_types(src)?,
             cors_origins: cors_origins(src)?,
             max_payload: positive("max_payload", src.number("max_payload", 1_000_000)?)?,
-            max_tickets_per_socket: to_usize("max_tickets_per_socket", src.number("max_tickets_per_socket", 100)?)?,
+            max_tickets_per_socket: to_usize(
+                "max_tickets_per_socket",
+                src.number("max_tickets_per_socket", 100)?,
+            )?,
             max_timelines_per_socket: to_usize(
                 "max_timelines_per_socket",
                 src.number("max_timelines_per_socket", 500)?,
@@ -255,17 +351,28 @@ impl Config {
             log_format: match src.string("log_format")?.as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
-                Some(other) => return Err(err("log_format", format!("expected text or json, got {other:?}"))),
+                Some(other) => {
+                    return Err(err(
+                        "log_format",
+                        format!("expected text or json, got {other:?}"),
+                    ));
+                }
             },
         };
         if !config.internal_listen.ip().is_loopback() && config.internal_token.is_none() {
             return Err(err(
                 "internal_token",
-                format!("required when internal_listen ({}) is not a loopback address", config.internal_listen),
+                format!(
+                    "required when internal_listen ({}) is not a loopback address",
+                    config.internal_listen
+                ),
             ));
         }
         if config.redis_url.is_some() {
-            return Err(err("redis_url", "multi-instance mode (Redis) is not available in this version yet"));
+            return Err(err(
+                "redis_url",
+                "multi-instance mode (Redis) is not available in this version yet",
+            ));
         }
         Ok(config)
     }
@@ -274,9 +381,16 @@ impl Config {
 fn read_file(path: &PathBuf) -> Result<toml::Table, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| err("config", format!("{} is not valid TOML: {e}", path.display())))?;
-    if let Some(unknown) = table.keys().find(|k| !KEYS.iter().any(|(key, _, _)| key == k)) {
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        err(
+            "config",
+            format!("{} is not valid TOML: {e}", path.display()),
+        )
+    })?;
+    if let Some(unknown) = table
+        .keys()
+        .find(|k| !KEYS.iter().any(|(key, _, _)| key == k))
+    {
         return Err(err(unknown, format!("unknown key in {}", path.display())));
     }
     Ok(table)
@@ -285,26 +399,60 @@ fn read_file(path: &PathBuf) -> Result<toml::Table, ConfigError> {
 fn auth_mode(src: &Sources) -> Result<AuthMode, ConfigError> {
     match src.string("auth_mode")?.as_deref() {
         None | Some("none") => Ok(AuthMode::None),
-        Some("jwt") => Err(err("auth_mode", "jwt is not available in this version yet; use none")),
-        Some(other) => Err(err("auth_mode", format!("expected none or jwt, got {other:?}"))),
+        Some("jwt") => {
+            // Check what would be needed first, so a broken setup is named
+            // precisely even before jwt is available.
+            match (
+                src.string("jwt_secret")?,
+                src.string("jwt_public_key_file")?,
+            ) {
+                (None, None) => Err(err(
+                    "jwt_secret",
+                    "auth_mode = jwt needs jwt_secret or jwt_public_key_file",
+                )),
+                (_, Some(path)) if std::fs::read(&path).is_err() => {
+                    Err(err("jwt_public_key_file", format!("cannot read {path}")))
+                }
+                _ => Err(err(
+                    "auth_mode",
+                    "jwt is not available in this version yet; use none",
+                )),
+            }
+        }
+        Some(other) => Err(err(
+            "auth_mode",
+            format!("expected none or jwt, got {other:?}"),
+        )),
     }
 }
 
 fn entity_types(src: &Sources) -> Result<Option<HashSet<String>>, ConfigError> {
-    let Some(list) = src.list("entity_types")? else { return Ok(None) };
+    let Some(list) = src.list("entity_types")? else {
+        return Ok(None);
+    };
     let valid = |t: &str| crate::ids::EntityType::parse(Some(&serde_json::Value::from(t))).is_ok();
     if let Some(bad) = list.iter().find(|t| !valid(t)) {
-        return Err(err("entity_types", format!("{bad:?} does not match ^[a-z][a-z0-9_-]{{0,31}}$")));
+        return Err(err(
+            "entity_types",
+            format!("{bad:?} does not match ^[a-z][a-z0-9_-]{{0,31}}$"),
+        ));
     }
     Ok(Some(list.into_iter().collect()))
 }
 
 fn cors_origins(src: &Sources) -> Result<Option<Vec<String>>, ConfigError> {
-    let Some(list) = src.list("cors_origins")? else { return Ok(None) };
+    let Some(list) = src.list("cors_origins")? else {
+        return Ok(None);
+    };
     for origin in &list {
-        let rest = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+        let rest = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
         if !rest.is_some_and(|host| !host.is_empty() && !host.contains('/')) {
-            return Err(err("cors_origins", format!("{origin:?} is not an origin like https://crm.example.com")));
+            return Err(err(
+                "cors_origins",
+                format!("{origin:?} is not an origin like https://crm.example.com"),
+            ));
         }
     }
     Ok(Some(list))
@@ -341,8 +489,15 @@ mod tests {
 
     #[test]
     fn flags_parse_durations_and_lists() {
-        let c = load(&["--typing-timeout", "500ms", "--entity-types", "contact, deal", "--events-per-second", "0"])
-            .unwrap();
+        let c = load(&[
+            "--typing-timeout",
+            "500ms",
+            "--entity-types",
+            "contact, deal",
+            "--events-per-second",
+            "0",
+        ])
+        .unwrap();
         assert_eq!(c.typing_timeout, Duration::from_millis(500));
         assert_eq!(c.entity_types.unwrap().len(), 2);
         assert_eq!(c.events_per_second, 0);
@@ -350,19 +505,47 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        assert_eq!(load(&["--typing-timeout", "banana"]).unwrap_err().key, "typing_timeout");
+        assert_eq!(
+            load(&["--typing-timeout", "banana"]).unwrap_err().key,
+            "typing_timeout"
+        );
         assert_eq!(load(&["--max-body", "-1"]).unwrap_err().key, "command line");
         assert_eq!(load(&["--max-body", "lots"]).unwrap_err().key, "max_body");
-        assert_eq!(load(&["--log-format", "xml"]).unwrap_err().key, "log_format");
-        assert_eq!(load(&["--entity-types", "Contact"]).unwrap_err().key, "entity_types");
-        assert_eq!(load(&["--cors-origins", "example.com"]).unwrap_err().key, "cors_origins");
-        assert_eq!(load(&["--auth-mode", "magic"]).unwrap_err().key, "auth_mode");
+        assert_eq!(
+            load(&["--log-format", "xml"]).unwrap_err().key,
+            "log_format"
+        );
+        assert_eq!(
+            load(&["--entity-types", "Contact"]).unwrap_err().key,
+            "entity_types"
+        );
+        assert_eq!(
+            load(&["--cors-origins", "example.com"]).unwrap_err().key,
+            "cors_origins"
+        );
+        assert_eq!(
+            load(&["--auth-mode", "magic"]).unwrap_err().key,
+            "auth_mode"
+        );
     }
 
     #[test]
     fn public_internal_listener_needs_a_token() {
-        assert_eq!(load(&["--internal-listen", "0.0.0.0:3001"]).unwrap_err().key, "internal_token");
-        assert!(load(&["--internal-listen", "0.0.0.0:3001", "--internal-token", "s3cret"]).is_ok());
+        assert_eq!(
+            load(&["--internal-listen", "0.0.0.0:3001"])
+                .unwrap_err()
+                .key,
+            "internal_token"
+        );
+        assert!(
+            load(&[
+                "--internal-listen",
+                "0.0.0.0:3001",
+                "--internal-token",
+                "s3cret"
+            ])
+            .is_ok()
+        );
         assert!(load(&["--internal-listen", "[::1]:3001"]).is_ok());
     }
 
@@ -371,12 +554,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("switchboard-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
-        std::fs::write(&path, "typing_timeout = \"2s\"\nmax_body = 10\nentity_types = [\"contact\"]\n").unwrap();
+        std::fs::write(
+            &path,
+            "typing_timeout = \"2s\"\nmax_body = 10\nentity_types = [\"contact\"]\n",
+        )
+        .unwrap();
         let p = path.to_str().unwrap();
         let c = load(&["--config", p]).unwrap();
         assert_eq!(c.typing_timeout, Duration::from_secs(2));
         assert_eq!(c.max_body, 10);
-        assert_eq!(c.entity_types.unwrap().into_iter().collect::<Vec<_>>(), ["contact"]);
+        assert_eq!(
+            c.entity_types.unwrap().into_iter().collect::<Vec<_>>(),
+            ["contact"]
+        );
         let c = load(&["--config", p, "--max-body", "20"]).unwrap();
         assert_eq!(c.max_body, 20);
         std::fs::write(&path, "typo_key = 1\n").unwrap();

@@ -99,9 +99,9 @@ impl Hub {
     /// `FORBIDDEN` when an allow-list is configured and `t` is not on it.
     pub fn check_entity_type(&self, t: &EntityType) -> Result<(), ClientError> {
         match &self.config.entity_types {
-            Some(allowed) if !allowed.contains(t.as_str()) => {
-                Err(ClientError::Forbidden(format!("entity type \"{t}\" is not allowed")))
-            }
+            Some(allowed) if !allowed.contains(t.as_str()) => Err(ClientError::Forbidden(format!(
+                "entity type \"{t}\" is not allowed"
+            ))),
             _ => Ok(()),
         }
     }
@@ -145,7 +145,6 @@ impl Hub {
             viewers: s.presence.viewers as i64,
             timeline_rooms: s.timelines.rooms as i64,
             timeline_subscriptions: s.timelines.subscriptions as i64,
-            uptime_seconds: self.clock.uptime_seconds() as i64,
         })
     }
 }

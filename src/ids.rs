@@ -39,10 +39,17 @@ fn identifier(value: Option<&Value>, field: &str) -> Result<Arc<str>, Invalid> {
         Some(Value::Number(n)) => match n.as_i64() {
             Some(i) if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i) => i.to_string(),
             // A float with an integral value (e.g. 7.0) is still an integer to JavaScript.
-            None if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER as f64) => {
+            None if n
+                .as_f64()
+                .is_some_and(|f| f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER as f64) =>
+            {
                 (n.as_f64().unwrap_or_default() as i64).to_string()
             }
-            _ => return Err(Invalid(format!("{field} must be a string or a safe integer"))),
+            _ => {
+                return Err(Invalid(format!(
+                    "{field} must be a string or a safe integer"
+                )));
+            }
         },
         Some(_) => return Err(Invalid(format!("{field} must be a string or an integer"))),
     };
@@ -50,7 +57,9 @@ fn identifier(value: Option<&Value>, field: &str) -> Result<Arc<str>, Invalid> {
         return Err(Invalid(format!("{field} must not be empty")));
     }
     if text.chars().count() > MAX_ID_CHARS {
-        return Err(Invalid(format!("{field} is longer than {MAX_ID_CHARS} characters")));
+        return Err(Invalid(format!(
+            "{field} is longer than {MAX_ID_CHARS} characters"
+        )));
     }
     if text.chars().any(is_control) {
         return Err(Invalid(format!("{field} contains control characters")));
@@ -121,7 +130,9 @@ impl AgentName {
             return Err(Invalid("agentName must not be empty".into()));
         }
         if s.chars().count() > MAX_NAME_CHARS {
-            return Err(Invalid(format!("agentName is longer than {MAX_NAME_CHARS} characters")));
+            return Err(Invalid(format!(
+                "agentName is longer than {MAX_NAME_CHARS} characters"
+            )));
         }
         if s.chars().any(is_control) {
             return Err(Invalid("agentName contains control characters".into()));
@@ -154,7 +165,9 @@ impl EntityType {
         match value {
             None | Some(Value::Null) => Err(Invalid("entityType is required".into())),
             Some(Value::String(s)) if Self::is_valid(s) => Ok(Self(s.as_str().into())),
-            Some(_) => Err(Invalid("entityType must match ^[a-z][a-z0-9_-]{0,31}$".into())),
+            Some(_) => Err(Invalid(
+                "entityType must match ^[a-z][a-z0-9_-]{0,31}$".into(),
+            )),
         }
     }
 
@@ -217,7 +230,10 @@ mod tests {
     fn integers_become_decimal_strings() {
         assert_eq!(ticket(json!(42)).unwrap().as_str(), "42");
         assert_eq!(ticket(json!(-7)).unwrap().as_str(), "-7");
-        assert_eq!(ticket(json!(9007199254740991i64)).unwrap().as_str(), "9007199254740991");
+        assert_eq!(
+            ticket(json!(9007199254740991i64)).unwrap().as_str(),
+            "9007199254740991"
+        );
         assert_eq!(ticket(json!(3.0)).unwrap().as_str(), "3");
     }
 

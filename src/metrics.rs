@@ -1,33 +1,10 @@
-//! Prometheus metrics (`GET /metrics` on the internal listener).
+//! Prometheus metrics (`GET /metrics` on the internal listener), in the
+//! Prometheus text format 0.0.4.
 //!
 //! Counters are bumped on the hot paths; gauges are read from the registries
 //! when scraped, so they can never drift from the state they describe.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EventLabels {
-    /// A contract event name, or `unknown`.
-    pub event: &'static str,
-    /// `ok` or the error code.
-    pub outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PublishLabels {
-    /// `new_item`, `item_updated` or `refresh`.
-    pub kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HttpLabels {
-    pub status: u16,
-}
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// Figures read from the registries at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,21 +14,23 @@ pub struct Snapshot {
     pub viewers: i64,
     pub timeline_rooms: i64,
     pub timeline_subscriptions: i64,
-    pub uptime_seconds: i64,
 }
 
 pub struct Metrics {
     registry: Registry,
-    pub connections_opened: Counter,
-    pub client_events: Family<EventLabels, Counter>,
-    pub published: Family<PublishLabels, Counter>,
-    pub internal_requests: Family<HttpLabels, Counter>,
-    connections: Gauge,
-    tickets_watched: Gauge,
-    viewers: Gauge,
-    timeline_rooms: Gauge,
-    timeline_subscriptions: Gauge,
-    uptime: Gauge,
+    pub connections_opened: IntCounter,
+    /// Client events by `event` (a contract name or `unknown`) and `outcome`
+    /// (`ok` or an error code).
+    pub client_events: IntCounterVec,
+    /// Timeline events published through the internal API, by `kind`.
+    pub published: IntCounterVec,
+    /// Internal API requests by `status`.
+    pub internal_requests: IntCounterVec,
+    connections: IntGauge,
+    tickets_watched: IntGauge,
+    viewers: IntGauge,
+    timeline_rooms: IntGauge,
+    timeline_subscriptions: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -66,41 +45,77 @@ impl Default for Metrics {
     }
 }
 
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("switchboard")
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("switchboard");
-        let m = Self {
-            connections_opened: Counter::default(),
-            client_events: Family::default(),
-            published: Family::default(),
-            internal_requests: Family::default(),
-            connections: Gauge::default(),
-            tickets_watched: Gauge::default(),
-            viewers: Gauge::default(),
-            timeline_rooms: Gauge::default(),
-            timeline_subscriptions: Gauge::default(),
-            uptime: Gauge::default(),
-            registry: Registry::default(),
+        let counter = |name, help| IntCounter::with_opts(opts(name, help)).expect("valid metric");
+        let gauge = |name, help| IntGauge::with_opts(opts(name, help)).expect("valid metric");
+        let family = |name, help, labels: &[&str]| {
+            IntCounterVec::new(opts(name, help), labels).expect("valid metric")
         };
-        registry.register("connections", "Connected Socket.IO clients on this node", m.connections.clone());
-        registry.register("connections_opened", "Socket.IO connections accepted", m.connections_opened.clone());
-        registry.register("tickets_watched", "Tickets with at least one viewer", m.tickets_watched.clone());
-        registry.register("viewers", "Ticket viewers (agent x ticket)", m.viewers.clone());
-        registry.register("timeline_rooms", "Timelines with local subscribers", m.timeline_rooms.clone());
-        registry.register(
-            "timeline_subscriptions",
-            "Timeline subscriptions on this node",
-            m.timeline_subscriptions.clone(),
-        );
-        registry.register("client_events", "Client events by event and outcome", m.client_events.clone());
-        registry.register("published", "Timeline events published through the internal API", m.published.clone());
-        registry.register("internal_http_requests", "Internal API requests by status", m.internal_requests.clone());
-        registry.register("uptime_seconds", "Seconds since start", m.uptime.clone());
-        Self { registry, ..m }
+        let m = Self {
+            registry: Registry::new(),
+            connections_opened: counter(
+                "connections_opened_total",
+                "Socket.IO connections accepted.",
+            ),
+            client_events: family(
+                "client_events_total",
+                "Client events by event and outcome.",
+                &["event", "outcome"],
+            ),
+            published: family(
+                "published_total",
+                "Timeline events published through the internal API.",
+                &["kind"],
+            ),
+            internal_requests: family(
+                "internal_http_requests_total",
+                "Internal API requests by status.",
+                &["status"],
+            ),
+            connections: gauge("connections", "Connected Socket.IO clients on this node."),
+            tickets_watched: gauge("tickets_watched", "Tickets with at least one viewer."),
+            viewers: gauge("viewers", "Ticket viewers (agent x ticket)."),
+            timeline_rooms: gauge("timeline_rooms", "Timelines with local subscribers."),
+            timeline_subscriptions: gauge(
+                "timeline_subscriptions",
+                "Timeline subscriptions on this node.",
+            ),
+        };
+        // Series that exist from the start, so a dashboard sees 0, not nothing.
+        for kind in ["new_item", "item_updated", "refresh"] {
+            m.published.with_label_values(&[kind]);
+        }
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(m.connections_opened.clone()),
+            Box::new(m.client_events.clone()),
+            Box::new(m.published.clone()),
+            Box::new(m.internal_requests.clone()),
+            Box::new(m.connections.clone()),
+            Box::new(m.tickets_watched.clone()),
+            Box::new(m.viewers.clone()),
+            Box::new(m.timeline_rooms.clone()),
+            Box::new(m.timeline_subscriptions.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for c in collectors {
+            m.registry.register(c).expect("metric names are unique");
+        }
+        m
     }
 
-    pub fn client_event(&self, event: &'static str, outcome: &'static str) {
-        self.client_events.get_or_create(&EventLabels { event, outcome }).inc();
+    pub fn client_event(&self, event: &str, outcome: &str) {
+        self.client_events
+            .with_label_values(&[event, outcome])
+            .inc();
+    }
+
+    pub fn published(&self, kind: &str) {
+        self.published.with_label_values(&[kind]).inc();
     }
 
     /// The text exposition, with the gauges set from `snapshot`.
@@ -109,15 +124,18 @@ impl Metrics {
         self.tickets_watched.set(snapshot.tickets_watched);
         self.viewers.set(snapshot.viewers);
         self.timeline_rooms.set(snapshot.timeline_rooms);
-        self.timeline_subscriptions.set(snapshot.timeline_subscriptions);
-        self.uptime.set(snapshot.uptime_seconds);
-        let mut out = String::new();
-        if let Err(e) = encode(&mut out, &self.registry) {
+        self.timeline_subscriptions
+            .set(snapshot.timeline_subscriptions);
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "could not encode metrics");
         }
-        out
+        String::from_utf8(out).unwrap_or_default()
     }
 }
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
@@ -127,11 +145,31 @@ mod tests {
     fn renders_counters_and_gauges() {
         let m = Metrics::new();
         m.client_event("ticket:view", "ok");
-        m.published.get_or_create(&PublishLabels { kind: "new_item" }).inc();
-        let text = m.render(Snapshot { connections: 3, viewers: 2, ..Snapshot::default() });
+        m.published("new_item");
+        let text = m.render(Snapshot {
+            connections: 3,
+            viewers: 2,
+            ..Snapshot::default()
+        });
         assert!(text.contains("switchboard_connections 3"), "{text}");
         assert!(text.contains("switchboard_viewers 2"));
-        assert!(text.contains("switchboard_client_events_total{event=\"ticket:view\",outcome=\"ok\"} 1"), "{text}");
-        assert!(text.contains("switchboard_published_total{kind=\"new_item\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "switchboard_client_events_total{event=\"ticket:view\",outcome=\"ok\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchboard_published_total{kind=\"new_item\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchboard_published_total{kind=\"refresh\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE switchboard_published_total counter"),
+            "{text}"
+        );
     }
 }

@@ -15,11 +15,29 @@ use tokio::task::JoinHandle;
 
 /// One thing to do to sockets.
 pub enum Delivery {
-    Join { sid: Sid, room: String },
-    Leave { sid: Sid, room: String },
-    ToSocket { sid: Sid, event: &'static str, payload: Value },
-    ToRoom { room: String, except: Vec<Sid>, event: &'static str, payload: Value },
-    Ack { ack: AckSender, payload: Value },
+    Join {
+        sid: Sid,
+        room: String,
+    },
+    Leave {
+        sid: Sid,
+        room: String,
+    },
+    ToSocket {
+        sid: Sid,
+        event: &'static str,
+        payload: Value,
+    },
+    ToRoom {
+        room: String,
+        except: Vec<Sid>,
+        event: &'static str,
+        payload: Value,
+    },
+    Ack {
+        ack: AckSender,
+        payload: Value,
+    },
     /// Answers once everything queued before it is done.
     Flush(oneshot::Sender<()>),
 }
@@ -29,8 +47,17 @@ impl std::fmt::Debug for Delivery {
         match self {
             Self::Join { sid, room } => write!(f, "Join({sid}, {room})"),
             Self::Leave { sid, room } => write!(f, "Leave({sid}, {room})"),
-            Self::ToSocket { sid, event, payload } => write!(f, "ToSocket({sid}, {event}, {payload})"),
-            Self::ToRoom { room, except, event, payload } => {
+            Self::ToSocket {
+                sid,
+                event,
+                payload,
+            } => write!(f, "ToSocket({sid}, {event}, {payload})"),
+            Self::ToRoom {
+                room,
+                except,
+                event,
+                payload,
+            } => {
                 write!(f, "ToRoom({room} except {except:?}, {event}, {payload})")
             }
             Self::Ack { payload, .. } => write!(f, "Ack({payload})"),
@@ -67,29 +94,45 @@ impl Outbox {
 
 async fn deliver(io: SocketIo, mut rx: mpsc::UnboundedReceiver<Delivery>) {
     while let Some(delivery) = rx.recv().await {
+        if let Delivery::Flush(done) = delivery {
+            let _ = done.send(());
+            continue;
+        }
+        // `io.of` rather than `io.to`: the namespace is gone once the server
+        // closes, and the shorthand panics then.
+        let Some(ns) = io.of("/") else { continue };
         match delivery {
             Delivery::Join { sid, room } => {
                 // A socket that is already gone must not re-enter a room:
                 // nothing would ever take it out again.
-                if let Some(socket) = io.get_socket(sid).filter(|s| s.connected()) {
+                if let Some(socket) = ns.get_socket(sid).filter(|s| s.connected()) {
                     socket.join(room);
                 }
             }
             Delivery::Leave { sid, room } => {
-                if let Some(socket) = io.get_socket(sid) {
+                if let Some(socket) = ns.get_socket(sid) {
                     socket.leave(room);
                 }
             }
-            Delivery::ToSocket { sid, event, payload } => {
-                if let Some(socket) = io.get_socket(sid) {
+            Delivery::ToSocket {
+                sid,
+                event,
+                payload,
+            } => {
+                if let Some(socket) = ns.get_socket(sid) {
                     if let Err(e) = socket.emit(event, &payload) {
                         tracing::warn!(%sid, event, error = %e, "could not emit to socket");
                     }
                 }
             }
-            Delivery::ToRoom { room, except, event, payload } => {
+            Delivery::ToRoom {
+                room,
+                except,
+                event,
+                payload,
+            } => {
                 let except: Vec<String> = except.iter().map(Sid::to_string).collect();
-                if let Err(e) = io.to(room).except(except).emit(event, &payload).await {
+                if let Err(e) = ns.to(room).except(except).emit(event, &payload).await {
                     tracing::warn!(event, error = %e, "broadcast failed for some sockets");
                 }
             }
@@ -98,9 +141,7 @@ async fn deliver(io: SocketIo, mut rx: mpsc::UnboundedReceiver<Delivery>) {
                     tracing::debug!(error = %e, "could not send ack");
                 }
             }
-            Delivery::Flush(done) => {
-                let _ = done.send(());
-            }
+            Delivery::Flush(_) => {}
         }
     }
 }

@@ -15,7 +15,12 @@ impl TokenBucket {
     /// A full bucket; `rate == 0` lets everything through.
     pub fn new(events_per_second: u32, now: Instant) -> Self {
         let rate = f64::from(events_per_second);
-        Self { rate, capacity: 2.0 * rate, tokens: 2.0 * rate, at: now }
+        Self {
+            rate,
+            capacity: 2.0 * rate,
+            tokens: 2.0 * rate,
+            at: now,
+        }
     }
 
     /// Takes a token; false when none is left.

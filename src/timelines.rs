@@ -27,7 +27,11 @@ pub struct TimelineStats {
 
 impl TimelineRegistry {
     pub fn new(max_per_socket: usize) -> Self {
-        Self { max_per_socket, sockets: HashMap::new(), rooms: HashMap::new() }
+        Self {
+            max_per_socket,
+            sockets: HashMap::new(),
+            rooms: HashMap::new(),
+        }
     }
 
     /// Subscribes; returns whether this is a new subscription (so the socket
@@ -53,7 +57,9 @@ impl TimelineRegistry {
 
     /// Unsubscribes; returns whether the socket was subscribed.
     pub fn unsubscribe(&mut self, sid: Sid, key: &TimelineKey) -> bool {
-        let Some(subs) = self.sockets.get_mut(&sid) else { return false };
+        let Some(subs) = self.sockets.get_mut(&sid) else {
+            return false;
+        };
         if !subs.remove(key) {
             return false;
         }
@@ -77,7 +83,10 @@ impl TimelineRegistry {
     }
 
     pub fn stats(&self) -> TimelineStats {
-        TimelineStats { rooms: self.rooms.len(), subscriptions: self.rooms.values().sum() }
+        TimelineStats {
+            rooms: self.rooms.len(),
+            subscriptions: self.rooms.values().sum(),
+        }
     }
 
     fn release(&mut self, key: &TimelineKey) {
@@ -109,7 +118,13 @@ mod tests {
         let s = Sid::new();
         assert!(r.subscribe(s, &key("contact", "1")).unwrap());
         assert!(!r.subscribe(s, &key("contact", "1")).unwrap());
-        assert_eq!(r.stats(), TimelineStats { rooms: 1, subscriptions: 1 });
+        assert_eq!(
+            r.stats(),
+            TimelineStats {
+                rooms: 1,
+                subscriptions: 1
+            }
+        );
         assert_eq!(key("contact", "1").room(), "timeline:contact:1");
     }
 
@@ -120,11 +135,26 @@ mod tests {
         r.subscribe(s1, &key("contact", "1")).unwrap();
         r.subscribe(s2, &key("contact", "1")).unwrap();
         r.subscribe(s2, &key("deal", "1")).unwrap();
-        assert_eq!(r.stats(), TimelineStats { rooms: 2, subscriptions: 3 });
+        assert_eq!(
+            r.stats(),
+            TimelineStats {
+                rooms: 2,
+                subscriptions: 3
+            }
+        );
         assert!(r.unsubscribe(s2, &key("deal", "1")));
-        assert!(!r.unsubscribe(s2, &key("deal", "1")), "unsubscribing twice is a no-op");
+        assert!(
+            !r.unsubscribe(s2, &key("deal", "1")),
+            "unsubscribing twice is a no-op"
+        );
         r.disconnect(s1);
-        assert_eq!(r.stats(), TimelineStats { rooms: 1, subscriptions: 1 });
+        assert_eq!(
+            r.stats(),
+            TimelineStats {
+                rooms: 1,
+                subscriptions: 1
+            }
+        );
         r.disconnect(s2);
         assert_eq!(r.stats(), TimelineStats::default());
         assert!(r.sockets.is_empty());
@@ -136,8 +166,14 @@ mod tests {
         let s = Sid::new();
         r.subscribe(s, &key("contact", "1")).unwrap();
         r.subscribe(s, &key("contact", "2")).unwrap();
-        assert!(matches!(r.subscribe(s, &key("contact", "3")), Err(ClientError::LimitExceeded(_))));
-        assert!(!r.subscribe(s, &key("contact", "2")).unwrap(), "a known subscription still answers");
+        assert!(matches!(
+            r.subscribe(s, &key("contact", "3")),
+            Err(ClientError::LimitExceeded(_))
+        ));
+        assert!(
+            !r.subscribe(s, &key("contact", "2")).unwrap(),
+            "a known subscription still answers"
+        );
         assert!(r.subscribe(Sid::new(), &key("contact", "3")).unwrap());
     }
 

@@ -15,16 +15,24 @@ use serde_json::{Value, json};
 
 use crate::hub::Hub;
 use crate::ids::{ItemId, TicketId};
-use crate::metrics::{HttpLabels, PublishLabels};
 use error::{ApiError, Result};
 use publish::{Publish, timeline_key};
 
 /// The internal API's routes, with the hub as state.
 pub fn router(hub: Hub) -> Router {
     let protected = Router::new()
-        .route("/v1/timeline/{entity_type}/{entity_id}/items", post(new_item))
-        .route("/v1/timeline/{entity_type}/{entity_id}/items/{item_id}", put(item_updated))
-        .route("/v1/timeline/{entity_type}/{entity_id}/refresh", post(refresh))
+        .route(
+            "/v1/timeline/{entity_type}/{entity_id}/items",
+            post(new_item),
+        )
+        .route(
+            "/v1/timeline/{entity_type}/{entity_id}/items/{item_id}",
+            put(item_updated),
+        )
+        .route(
+            "/v1/timeline/{entity_type}/{entity_id}/refresh",
+            post(refresh),
+        )
         .route("/v1/timeline/batch", post(batch))
         .route("/v1/tickets/{ticket_id}/viewers", get(viewers))
         .route("/v1/stats", get(stats))
@@ -42,7 +50,10 @@ pub fn router(hub: Hub) -> Router {
 
 async fn count_requests(State(hub): State<Hub>, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
-    hub.metrics.internal_requests.get_or_create(&HttpLabels { status: response.status().as_u16() }).inc();
+    hub.metrics
+        .internal_requests
+        .with_label_values(&[response.status().as_str()])
+        .inc();
     response
 }
 
@@ -79,7 +90,7 @@ async fn ready(State(hub): State<Hub>) -> Result<impl IntoResponse> {
 
 async fn metrics(State(hub): State<Hub>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         hub.metrics_text(),
     )
 }
@@ -104,15 +115,21 @@ fn segment(s: &Segments, i: usize) -> Value {
 
 /// Reads the body as JSON within `max_body`; `None` when it is empty.
 async fn read_json(hub: &Hub, body: Body) -> Result<Option<Value>> {
-    let bytes = to_bytes(body, hub.config.max_body).await.map_err(|_| ApiError::PayloadTooLarge(hub.config.max_body))?;
+    let bytes = to_bytes(body, hub.config.max_body)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(hub.config.max_body))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| ApiError::InvalidJson(e.to_string()))
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::InvalidJson(e.to_string()))
 }
 
 async fn required_json(hub: &Hub, body: Body) -> Result<Value> {
-    read_json(hub, body).await?.ok_or_else(|| ApiError::InvalidJson("a JSON body is required".into()))
+    read_json(hub, body)
+        .await?
+        .ok_or_else(|| ApiError::InvalidJson("a JSON body is required".into()))
 }
 
 async fn new_item(State(hub): State<Hub>, path: Segments, body: Body) -> Result<Response> {
@@ -133,7 +150,11 @@ async fn refresh(State(hub): State<Hub>, path: Segments, body: Body) -> Result<R
     let reason = match &body {
         None => None,
         Some(Value::Object(o)) => o.get("reason"),
-        Some(_) => return Err(ApiError::InvalidPayload("body must be {\"reason\": string | null}, {} or empty".into())),
+        Some(_) => {
+            return Err(ApiError::InvalidPayload(
+                "body must be {\"reason\": string | null}, {} or empty".into(),
+            ));
+        }
     };
     let key = timeline_key(Some(&segment(&path, 0)), Some(&segment(&path, 1)))?;
     deliver_one(&hub, Publish::refresh(key, reason)?).await
@@ -148,18 +169,28 @@ async fn batch(State(hub): State<Hub>, body: Body) -> Result<Response> {
     for p in &events {
         deliver(&hub, p).await;
     }
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": events.len() }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "accepted": events.len() })),
+    )
+        .into_response())
 }
 
 async fn deliver_one(hub: &Hub, p: Publish) -> Result<Response> {
     hub.check_entity_type(&p.key.entity_type)?;
     deliver(hub, &p).await;
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "delivered": true }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "delivered": true })),
+    )
+        .into_response())
 }
 
 async fn deliver(hub: &Hub, p: &Publish) {
-    hub.metrics.published.get_or_create(&PublishLabels { kind: p.kind }).inc();
-    if let Err(e) = hub.io.to(p.key.room()).emit(p.event, &p.payload).await {
+    hub.metrics.published(p.kind);
+    // No namespace once the server is closing: nobody is left to tell.
+    let Some(ns) = hub.io.of("/") else { return };
+    if let Err(e) = ns.to(p.key.room()).emit(p.event, &p.payload).await {
         tracing::warn!(room = %p.key.room(), error = %e, "timeline publish not delivered to every socket");
     }
 }
@@ -167,7 +198,9 @@ async fn deliver(hub: &Hub, p: &Publish) {
 async fn viewers(State(hub): State<Hub>, path: Segments) -> Result<impl IntoResponse> {
     let ticket = TicketId::parse(Some(&segment(&path, 0)))?;
     let viewers = hub.viewers(&ticket);
-    Ok(axum::Json(json!({ "ticketId": ticket, "viewers": viewers })))
+    Ok(axum::Json(
+        json!({ "ticketId": ticket, "viewers": viewers }),
+    ))
 }
 
 async fn stats(State(hub): State<Hub>) -> impl IntoResponse {

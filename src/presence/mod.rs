@@ -60,19 +60,52 @@ pub enum PresenceEvent {
     /// The socket leaves the ticket's room.
     LeaveRoom { sid: Sid, ticket: TicketId },
     /// `viewers:updated` to the whole room.
-    ViewersUpdated { ticket: TicketId, viewers: Vec<ViewerView> },
+    ViewersUpdated {
+        ticket: TicketId,
+        viewers: Vec<ViewerView>,
+    },
     /// `viewers:updated` to one socket only (a new tab of a known viewer).
-    ViewersTo { sid: Sid, ticket: TicketId, viewers: Vec<ViewerView> },
+    ViewersTo {
+        sid: Sid,
+        ticket: TicketId,
+        viewers: Vec<ViewerView>,
+    },
     /// `collision:warning` to one socket, about the other viewers.
-    CollisionWarning { sid: Sid, ticket: TicketId, others: Vec<ViewerView> },
+    CollisionWarning {
+        sid: Sid,
+        ticket: TicketId,
+        others: Vec<ViewerView>,
+    },
     /// `agent:joined` to the room except the joining socket.
-    AgentJoined { ticket: TicketId, agent: AgentId, name: AgentName, since: Millis, except: Vec<Sid> },
+    AgentJoined {
+        ticket: TicketId,
+        agent: AgentId,
+        name: AgentName,
+        since: Millis,
+        except: Vec<Sid>,
+    },
     /// `agent:typing` to the room except the typist's sockets.
-    AgentTyping { ticket: TicketId, agent: AgentId, name: AgentName, except: Vec<Sid> },
+    AgentTyping {
+        ticket: TicketId,
+        agent: AgentId,
+        name: AgentName,
+        except: Vec<Sid>,
+    },
     /// `agent:stopped_typing` to the room except the typist's sockets.
-    AgentStoppedTyping { ticket: TicketId, agent: AgentId, name: AgentName, except: Vec<Sid> },
+    AgentStoppedTyping {
+        ticket: TicketId,
+        agent: AgentId,
+        name: AgentName,
+        except: Vec<Sid>,
+    },
     /// `agent:left` to the room except `except`.
-    AgentLeft { ticket: TicketId, agent: AgentId, name: AgentName, reason: LeaveReason, except: Vec<Sid> },
+    AgentLeft {
+        ticket: TicketId,
+        agent: AgentId,
+        name: AgentName,
+        reason: LeaveReason,
+        except: Vec<Sid>,
+    },
 }
 
 /// Counts for `/v1/stats` and metrics.
@@ -93,9 +126,23 @@ pub fn collision_message(others: &[ViewerView]) -> (&'static str, String) {
         .collect();
     if typists.is_empty() {
         let names: Vec<&str> = others.iter().map(|v| v.agent_name.as_str()).collect();
-        ("warning", format!("{} {} viewing this ticket", join_names(&names), verb(names.len())))
+        (
+            "warning",
+            format!(
+                "{} {} viewing this ticket",
+                join_names(&names),
+                verb(names.len())
+            ),
+        )
     } else {
-        ("critical", format!("{} {} typing a reply", join_names(&typists), verb(typists.len())))
+        (
+            "critical",
+            format!(
+                "{} {} typing a reply",
+                join_names(&typists),
+                verb(typists.len())
+            ),
+        )
     }
 }
 

@@ -45,11 +45,19 @@ impl Viewer {
     }
 
     fn view(&self, agent: &AgentId) -> ViewerView {
-        let typing_started_at = self.sockets.values().filter_map(|s| s.typing.map(|t| t.0)).min();
+        let typing_started_at = self
+            .sockets
+            .values()
+            .filter_map(|s| s.typing.map(|t| t.0))
+            .min();
         ViewerView {
             agent_id: agent.clone(),
             agent_name: self.name.clone(),
-            status: if typing_started_at.is_some() { ViewerStatus::Typing } else { ViewerStatus::Viewing },
+            status: if typing_started_at.is_some() {
+                ViewerStatus::Typing
+            } else {
+                ViewerStatus::Viewing
+            },
             since: self.since,
             typing_started_at,
         }
@@ -63,12 +71,19 @@ impl Viewer {
 }
 
 fn not_viewing(ticket: &TicketId, agent: &AgentId) -> ClientError {
-    ClientError::NotViewing(format!("this connection is not viewing ticket {ticket} as agent {agent}"))
+    ClientError::NotViewing(format!(
+        "this connection is not viewing ticket {ticket} as agent {agent}"
+    ))
 }
 
 impl ViewerRegistry {
     pub fn new(rules: PresenceRules) -> Self {
-        Self { rules, tickets: HashMap::new(), sockets: HashMap::new(), typing_deadlines: BTreeSet::new() }
+        Self {
+            rules,
+            tickets: HashMap::new(),
+            sockets: HashMap::new(),
+            typing_deadlines: BTreeSet::new(),
+        }
     }
 
     /// `ticket:view`: become a viewer, or refresh one. Returns the viewer list
@@ -95,20 +110,36 @@ impl ViewerRegistry {
             self.leave_socket(sid, ticket, old, LeaveReason::Left, &mut events);
         }
 
-        let known = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)).map(|viewer| {
-            viewer.last_activity = now;
-            let renamed = viewer.name != *name;
-            viewer.name = name.clone();
-            (renamed, !viewer.sockets.contains_key(&sid))
-        });
+        let known = self
+            .tickets
+            .get_mut(ticket)
+            .and_then(|v| v.get_mut(agent))
+            .map(|viewer| {
+                viewer.last_activity = now;
+                let renamed = viewer.name != *name;
+                viewer.name = name.clone();
+                (renamed, !viewer.sockets.contains_key(&sid))
+            });
         match known {
             None => {
                 let others = self.list(ticket);
-                let viewer = Viewer { name: name.clone(), since: now, last_activity: now, sockets: HashMap::new() };
-                self.tickets.entry(ticket.clone()).or_default().insert(agent.clone(), viewer);
+                let viewer = Viewer {
+                    name: name.clone(),
+                    since: now,
+                    last_activity: now,
+                    sockets: HashMap::new(),
+                };
+                self.tickets
+                    .entry(ticket.clone())
+                    .or_default()
+                    .insert(agent.clone(), viewer);
                 self.attach(sid, ticket, agent, &mut events);
                 if !others.is_empty() {
-                    events.push(PresenceEvent::CollisionWarning { sid, ticket: ticket.clone(), others });
+                    events.push(PresenceEvent::CollisionWarning {
+                        sid,
+                        ticket: ticket.clone(),
+                        others,
+                    });
                 }
                 events.push(PresenceEvent::AgentJoined {
                     ticket: ticket.clone(),
@@ -122,17 +153,28 @@ impl ViewerRegistry {
             Some((renamed, new_tab)) => {
                 if new_tab {
                     self.attach(sid, ticket, agent, &mut events);
-                    let others: Vec<ViewerView> =
-                        self.list(ticket).into_iter().filter(|v| v.agent_id != *agent).collect();
+                    let others: Vec<ViewerView> = self
+                        .list(ticket)
+                        .into_iter()
+                        .filter(|v| v.agent_id != *agent)
+                        .collect();
                     if !others.is_empty() {
-                        events.push(PresenceEvent::CollisionWarning { sid, ticket: ticket.clone(), others });
+                        events.push(PresenceEvent::CollisionWarning {
+                            sid,
+                            ticket: ticket.clone(),
+                            others,
+                        });
                     }
                 }
                 if renamed {
                     // The list changed (a new name): everyone hears it.
                     events.push(self.viewers_updated(ticket));
                 } else if new_tab {
-                    events.push(PresenceEvent::ViewersTo { sid, ticket: ticket.clone(), viewers: self.list(ticket) });
+                    events.push(PresenceEvent::ViewersTo {
+                        sid,
+                        ticket: ticket.clone(),
+                        viewers: self.list(ticket),
+                    });
                 }
             }
         }
@@ -157,13 +199,15 @@ impl ViewerRegistry {
         let socket = viewer.sockets.entry(sid).or_default();
         let started = match socket.typing.take() {
             Some((started, old_deadline)) => {
-                self.typing_deadlines.remove(&(old_deadline, ticket.clone(), agent.clone(), sid));
+                self.typing_deadlines
+                    .remove(&(old_deadline, ticket.clone(), agent.clone(), sid));
                 started
             }
             None => now,
         };
         socket.typing = Some((started, deadline));
-        self.typing_deadlines.insert((deadline, ticket.clone(), agent.clone(), sid));
+        self.typing_deadlines
+            .insert((deadline, ticket.clone(), agent.clone(), sid));
         let mut events = Vec::new();
         if !was_typing {
             events.push(PresenceEvent::AgentTyping {
@@ -195,7 +239,12 @@ impl ViewerRegistry {
     }
 
     /// `ticket:leave`: the socket stops viewing the ticket.
-    pub fn leave(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId) -> Result<Vec<PresenceEvent>, ClientError> {
+    pub fn leave(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+    ) -> Result<Vec<PresenceEvent>, ClientError> {
         self.check_viewing(sid, ticket, agent)?;
         let mut events = Vec::new();
         self.leave_socket(sid, ticket, agent, LeaveReason::Left, &mut events);
@@ -205,8 +254,11 @@ impl ViewerRegistry {
     /// The socket is gone: every ticket it viewed is left.
     pub fn disconnect(&mut self, sid: Sid) -> Vec<PresenceEvent> {
         let mut events = Vec::new();
-        let Some(views) = self.sockets.get(&sid) else { return events };
-        let mut views: Vec<(TicketId, AgentId)> = views.iter().map(|(t, a)| (t.clone(), a.clone())).collect();
+        let Some(views) = self.sockets.get(&sid) else {
+            return events;
+        };
+        let mut views: Vec<(TicketId, AgentId)> =
+            views.iter().map(|(t, a)| (t.clone(), a.clone())).collect();
         views.sort();
         for (ticket, agent) in views {
             self.leave_socket(sid, &ticket, &agent, LeaveReason::Disconnected, &mut events);
@@ -222,7 +274,9 @@ impl ViewerRegistry {
             if first.0 > now {
                 break;
             }
-            let Some((_, ticket, agent, sid)) = self.typing_deadlines.pop_first() else { break };
+            let Some((_, ticket, agent, sid)) = self.typing_deadlines.pop_first() else {
+                break;
+            };
             self.clear_typing(sid, &ticket, &agent, &mut events);
         }
         events
@@ -241,7 +295,9 @@ impl ViewerRegistry {
             .flat_map(|(ticket, viewers)| {
                 viewers
                     .iter()
-                    .filter(|(_, v)| now.saturating_sub(v.last_activity) >= self.rules.stale_after_ms)
+                    .filter(|(_, v)| {
+                        now.saturating_sub(v.last_activity) >= self.rules.stale_after_ms
+                    })
                     .map(move |(agent, _)| (ticket.clone(), agent.clone()))
             })
             .collect();
@@ -255,17 +311,31 @@ impl ViewerRegistry {
 
     /// The viewers of a ticket, ordered by `since`, then `agentId`.
     pub fn list(&self, ticket: &TicketId) -> Vec<ViewerView> {
-        let Some(viewers) = self.tickets.get(ticket) else { return Vec::new() };
+        let Some(viewers) = self.tickets.get(ticket) else {
+            return Vec::new();
+        };
         let mut list: Vec<ViewerView> = viewers.iter().map(|(agent, v)| v.view(agent)).collect();
-        list.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.agent_id.cmp(&b.agent_id)));
+        list.sort_by(|a, b| {
+            a.since
+                .cmp(&b.since)
+                .then_with(|| a.agent_id.cmp(&b.agent_id))
+        });
         list
     }
 
     pub fn stats(&self) -> PresenceStats {
-        PresenceStats { tickets: self.tickets.len(), viewers: self.tickets.values().map(HashMap::len).sum() }
+        PresenceStats {
+            tickets: self.tickets.len(),
+            viewers: self.tickets.values().map(HashMap::len).sum(),
+        }
     }
 
-    fn check_viewing(&self, sid: Sid, ticket: &TicketId, agent: &AgentId) -> Result<(), ClientError> {
+    fn check_viewing(
+        &self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+    ) -> Result<(), ClientError> {
         match self.sockets.get(&sid).and_then(|t| t.get(ticket)) {
             Some(viewing_as) if viewing_as == agent => Ok(()),
             _ => Err(not_viewing(ticket, agent)),
@@ -273,24 +343,48 @@ impl ViewerRegistry {
     }
 
     fn viewers_updated(&self, ticket: &TicketId) -> PresenceEvent {
-        PresenceEvent::ViewersUpdated { ticket: ticket.clone(), viewers: self.list(ticket) }
+        PresenceEvent::ViewersUpdated {
+            ticket: ticket.clone(),
+            viewers: self.list(ticket),
+        }
     }
 
     /// Records that `sid` views `ticket` as `agent` (the viewer exists).
-    fn attach(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId, events: &mut Vec<PresenceEvent>) {
+    fn attach(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        events: &mut Vec<PresenceEvent>,
+    ) {
         if let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) {
             viewer.sockets.insert(sid, SocketView::default());
         }
-        self.sockets.entry(sid).or_default().insert(ticket.clone(), agent.clone());
-        events.push(PresenceEvent::JoinRoom { sid, ticket: ticket.clone() });
+        self.sockets
+            .entry(sid)
+            .or_default()
+            .insert(ticket.clone(), agent.clone());
+        events.push(PresenceEvent::JoinRoom {
+            sid,
+            ticket: ticket.clone(),
+        });
     }
 
     /// One socket stops typing; tells the room if the viewer no longer types.
-    fn clear_typing(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId, events: &mut Vec<PresenceEvent>) {
-        let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else { return };
+    fn clear_typing(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        events: &mut Vec<PresenceEvent>,
+    ) {
+        let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
+            return;
+        };
         let was_typing = viewer.is_typing();
         if let Some((_, deadline)) = viewer.sockets.get_mut(&sid).and_then(|s| s.typing.take()) {
-            self.typing_deadlines.remove(&(deadline, ticket.clone(), agent.clone(), sid));
+            self.typing_deadlines
+                .remove(&(deadline, ticket.clone(), agent.clone(), sid));
         }
         if was_typing && !viewer.is_typing() {
             events.push(PresenceEvent::AgentStoppedTyping {
@@ -318,9 +412,14 @@ impl ViewerRegistry {
                 self.sockets.remove(&sid);
             }
         }
-        events.push(PresenceEvent::LeaveRoom { sid, ticket: ticket.clone() });
+        events.push(PresenceEvent::LeaveRoom {
+            sid,
+            ticket: ticket.clone(),
+        });
         self.clear_typing(sid, ticket, agent, events);
-        let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else { return };
+        let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
+            return;
+        };
         viewer.sockets.remove(&sid);
         if viewer.sockets.is_empty() {
             // The leaving socket is already out of the room; the rest hears it.
@@ -330,15 +429,26 @@ impl ViewerRegistry {
 
     /// Removes a whole viewer; sockets still attached to it (stale sweep) hear
     /// `agent:left` too, then leave the room and forget the ticket.
-    fn remove_viewer(&mut self, ticket: &TicketId, agent: &AgentId, reason: LeaveReason, events: &mut Vec<PresenceEvent>) {
-        let Some(viewers) = self.tickets.get_mut(ticket) else { return };
-        let Some(viewer) = viewers.remove(agent) else { return };
+    fn remove_viewer(
+        &mut self,
+        ticket: &TicketId,
+        agent: &AgentId,
+        reason: LeaveReason,
+        events: &mut Vec<PresenceEvent>,
+    ) {
+        let Some(viewers) = self.tickets.get_mut(ticket) else {
+            return;
+        };
+        let Some(viewer) = viewers.remove(agent) else {
+            return;
+        };
         if viewers.is_empty() {
             self.tickets.remove(ticket);
         }
         for (sid, socket) in &viewer.sockets {
             if let Some((_, deadline)) = socket.typing {
-                self.typing_deadlines.remove(&(deadline, ticket.clone(), agent.clone(), *sid));
+                self.typing_deadlines
+                    .remove(&(deadline, ticket.clone(), agent.clone(), *sid));
             }
         }
         events.push(PresenceEvent::AgentLeft {
@@ -355,7 +465,10 @@ impl ViewerRegistry {
                     self.sockets.remove(&sid);
                 }
             }
-            events.push(PresenceEvent::LeaveRoom { sid, ticket: ticket.clone() });
+            events.push(PresenceEvent::LeaveRoom {
+                sid,
+                ticket: ticket.clone(),
+            });
         }
         events.push(self.viewers_updated(ticket));
     }

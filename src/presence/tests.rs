@@ -8,7 +8,11 @@ const TYPING_MS: Millis = 10_000;
 const STALE_MS: Millis = 1_800_000;
 
 fn registry() -> ViewerRegistry {
-    ViewerRegistry::new(PresenceRules { typing_timeout_ms: TYPING_MS, stale_after_ms: STALE_MS, max_tickets_per_socket: 3 })
+    ViewerRegistry::new(PresenceRules {
+        typing_timeout_ms: TYPING_MS,
+        stale_after_ms: STALE_MS,
+        max_tickets_per_socket: 3,
+    })
 }
 
 fn t(id: &str) -> TicketId {
@@ -73,13 +77,35 @@ fn second_agent_gets_collision_warning_about_the_first() {
     let (s1, s2) = (sid(), sid());
     r.view(s1, &t("1"), &a("7"), &n("Ada"), 1000).unwrap();
     let (viewers, events) = r.view(s2, &t("1"), &a("8"), &n("Bob"), 2000).unwrap();
-    assert_eq!(kinds(&events), ["join", "collision:warning", "agent:joined", "viewers:updated"]);
-    let PresenceEvent::CollisionWarning { sid: to, others, .. } = &events[1] else { panic!() };
+    assert_eq!(
+        kinds(&events),
+        [
+            "join",
+            "collision:warning",
+            "agent:joined",
+            "viewers:updated"
+        ]
+    );
+    let PresenceEvent::CollisionWarning {
+        sid: to, others, ..
+    } = &events[1]
+    else {
+        panic!()
+    };
     assert_eq!(*to, s2);
     assert_eq!(others.len(), 1);
     assert_eq!(others[0].agent_id, a("7"));
-    assert_eq!(collision_message(others), ("warning", "Ada is viewing this ticket".to_string()));
-    assert_eq!(viewers.iter().map(|v| v.agent_id.as_str()).collect::<Vec<_>>(), ["7", "8"]);
+    assert_eq!(
+        collision_message(others),
+        ("warning", "Ada is viewing this ticket".to_string())
+    );
+    assert_eq!(
+        viewers
+            .iter()
+            .map(|v| v.agent_id.as_str())
+            .collect::<Vec<_>>(),
+        ["7", "8"]
+    );
 }
 
 #[test]
@@ -89,8 +115,13 @@ fn warning_is_critical_when_another_agent_types() {
     r.view(s1, &t("1"), &a("7"), &n("Ada"), 1000).unwrap();
     r.typing(s1, &t("1"), &a("7"), 1500).unwrap();
     let (_, events) = r.view(s2, &t("1"), &a("8"), &n("Bob"), 2000).unwrap();
-    let PresenceEvent::CollisionWarning { others, .. } = &events[1] else { panic!() };
-    assert_eq!(collision_message(others), ("critical", "Ada is typing a reply".to_string()));
+    let PresenceEvent::CollisionWarning { others, .. } = &events[1] else {
+        panic!()
+    };
+    assert_eq!(
+        collision_message(others),
+        ("critical", "Ada is typing a reply".to_string())
+    );
 }
 
 #[test]
@@ -102,10 +133,24 @@ fn collision_message_names_several_agents() {
         since: 1,
         typing_started_at: None,
     };
-    let others = [v("Ada", ViewerStatus::Viewing), v("Bob", ViewerStatus::Viewing), v("Cy", ViewerStatus::Viewing)];
-    assert_eq!(collision_message(&others).1, "Ada, Bob and Cy are viewing this ticket");
-    let others = [v("Ada", ViewerStatus::Typing), v("Bob", ViewerStatus::Viewing), v("Cy", ViewerStatus::Typing)];
-    assert_eq!(collision_message(&others), ("critical", "Ada and Cy are typing a reply".to_string()));
+    let others = [
+        v("Ada", ViewerStatus::Viewing),
+        v("Bob", ViewerStatus::Viewing),
+        v("Cy", ViewerStatus::Viewing),
+    ];
+    assert_eq!(
+        collision_message(&others).1,
+        "Ada, Bob and Cy are viewing this ticket"
+    );
+    let others = [
+        v("Ada", ViewerStatus::Typing),
+        v("Bob", ViewerStatus::Viewing),
+        v("Cy", ViewerStatus::Typing),
+    ];
+    assert_eq!(
+        collision_message(&others),
+        ("critical", "Ada and Cy are typing a reply".to_string())
+    );
 }
 
 #[test]
@@ -114,7 +159,11 @@ fn viewers_are_ordered_by_since_then_agent_id() {
     r.view(sid(), &t("1"), &a("b"), &n("B"), 2000).unwrap();
     r.view(sid(), &t("1"), &a("c"), &n("C"), 1000).unwrap();
     r.view(sid(), &t("1"), &a("a"), &n("A"), 2000).unwrap();
-    let ids: Vec<_> = r.list(&t("1")).into_iter().map(|v| v.agent_id.to_string()).collect();
+    let ids: Vec<_> = r
+        .list(&t("1"))
+        .into_iter()
+        .map(|v| v.agent_id.to_string())
+        .collect();
     assert_eq!(ids, ["c", "a", "b"]);
 }
 
@@ -126,9 +175,19 @@ fn second_tab_of_same_agent_is_one_viewer_and_warns_only_about_others() {
     r.view(bob, &t("1"), &a("8"), &n("Bob"), 1500).unwrap();
     let (viewers, events) = r.view(tab2, &t("1"), &a("7"), &n("Ada"), 3000).unwrap();
     assert_eq!(kinds(&events), ["join", "collision:warning", "viewers:to"]);
-    let PresenceEvent::CollisionWarning { others, .. } = &events[1] else { panic!() };
-    assert_eq!(others.iter().map(|v| v.agent_id.as_str()).collect::<Vec<_>>(), ["8"]);
-    let PresenceEvent::ViewersTo { sid: to, .. } = &events[2] else { panic!() };
+    let PresenceEvent::CollisionWarning { others, .. } = &events[1] else {
+        panic!()
+    };
+    assert_eq!(
+        others
+            .iter()
+            .map(|v| v.agent_id.as_str())
+            .collect::<Vec<_>>(),
+        ["8"]
+    );
+    let PresenceEvent::ViewersTo { sid: to, .. } = &events[2] else {
+        panic!()
+    };
     assert_eq!(*to, tab2);
     assert_eq!(viewers.len(), 2);
     assert_eq!(viewers[0].since, 1000, "since is the earliest view");
@@ -144,7 +203,10 @@ fn repeated_view_is_a_silent_heartbeat_that_keeps_since() {
     assert_eq!(viewers[0].since, 1000);
     // The heartbeat is activity: not stale at 1000 + STALE_MS.
     assert!(r.sweep_stale(1000 + STALE_MS).is_empty());
-    assert_eq!(left_reason(&r.sweep_stale(5000 + STALE_MS)), Some(LeaveReason::Stale));
+    assert_eq!(
+        left_reason(&r.sweep_stale(5000 + STALE_MS)),
+        Some(LeaveReason::Stale)
+    );
 }
 
 #[test]
@@ -164,8 +226,17 @@ fn switching_agent_on_a_socket_leaves_as_the_old_one() {
     r.view(s, &t("1"), &a("7"), &n("Ada"), 1000).unwrap();
     let (viewers, events) = r.view(s, &t("1"), &a("8"), &n("Bob"), 2000).unwrap();
     assert_eq!(left_reason(&events), Some(LeaveReason::Left));
-    assert_eq!(viewers.iter().map(|v| v.agent_id.as_str()).collect::<Vec<_>>(), ["8"]);
-    assert!(matches!(r.typing(s, &t("1"), &a("7"), 2100), Err(ClientError::NotViewing(_))));
+    assert_eq!(
+        viewers
+            .iter()
+            .map(|v| v.agent_id.as_str())
+            .collect::<Vec<_>>(),
+        ["8"]
+    );
+    assert!(matches!(
+        r.typing(s, &t("1"), &a("7"), 2100),
+        Err(ClientError::NotViewing(_))
+    ));
     assert!(r.typing(s, &t("1"), &a("8"), 2100).is_ok());
 }
 
@@ -174,9 +245,13 @@ fn ticket_limit_per_socket() {
     let mut r = registry();
     let s = sid();
     for i in 0..3 {
-        r.view(s, &t(&i.to_string()), &a("7"), &n("Ada"), 1000).unwrap();
+        r.view(s, &t(&i.to_string()), &a("7"), &n("Ada"), 1000)
+            .unwrap();
     }
-    assert!(matches!(r.view(s, &t("9"), &a("7"), &n("Ada"), 1000), Err(ClientError::LimitExceeded(_))));
+    assert!(matches!(
+        r.view(s, &t("9"), &a("7"), &n("Ada"), 1000),
+        Err(ClientError::LimitExceeded(_))
+    ));
     // Re-viewing a ticket already counted is fine, and so is another socket.
     assert!(r.view(s, &t("0"), &a("7"), &n("Ada"), 1000).is_ok());
     assert!(r.view(sid(), &t("9"), &a("7"), &n("Ada"), 1000).is_ok());
@@ -189,12 +264,27 @@ fn ticket_limit_per_socket() {
 fn typing_and_stop_typing_require_viewing() {
     let mut r = registry();
     let s = sid();
-    assert!(matches!(r.typing(s, &t("1"), &a("7"), 0), Err(ClientError::NotViewing(_))));
-    assert!(matches!(r.stop_typing(s, &t("1"), &a("7"), 0), Err(ClientError::NotViewing(_))));
-    assert!(matches!(r.leave(s, &t("1"), &a("7")), Err(ClientError::NotViewing(_))));
+    assert!(matches!(
+        r.typing(s, &t("1"), &a("7"), 0),
+        Err(ClientError::NotViewing(_))
+    ));
+    assert!(matches!(
+        r.stop_typing(s, &t("1"), &a("7"), 0),
+        Err(ClientError::NotViewing(_))
+    ));
+    assert!(matches!(
+        r.leave(s, &t("1"), &a("7")),
+        Err(ClientError::NotViewing(_))
+    ));
     r.view(s, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
-    assert!(matches!(r.typing(s, &t("1"), &a("8"), 0), Err(ClientError::NotViewing(_))));
-    assert!(matches!(r.typing(sid(), &t("1"), &a("7"), 0), Err(ClientError::NotViewing(_))));
+    assert!(matches!(
+        r.typing(s, &t("1"), &a("8"), 0),
+        Err(ClientError::NotViewing(_))
+    ));
+    assert!(matches!(
+        r.typing(sid(), &t("1"), &a("7"), 0),
+        Err(ClientError::NotViewing(_))
+    ));
 }
 
 #[test]
@@ -204,7 +294,9 @@ fn typing_is_broadcast_once_and_keeps_its_start() {
     r.view(s, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
     let events = r.typing(s, &t("1"), &a("7"), 100).unwrap();
     assert_eq!(kinds(&events), ["agent:typing", "viewers:updated"]);
-    let PresenceEvent::AgentTyping { except, .. } = &events[0] else { panic!() };
+    let PresenceEvent::AgentTyping { except, .. } = &events[0] else {
+        panic!()
+    };
     assert_eq!(except, &vec![s]);
     assert!(r.typing(s, &t("1"), &a("7"), 5000).unwrap().is_empty());
     let v = &r.list(&t("1"))[0];
@@ -224,7 +316,10 @@ fn stop_typing_falls_back_to_viewing() {
     let mut r = registry();
     let s = sid();
     r.view(s, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
-    assert!(r.stop_typing(s, &t("1"), &a("7"), 10).unwrap().is_empty(), "not typing: nothing to say");
+    assert!(
+        r.stop_typing(s, &t("1"), &a("7"), 10).unwrap().is_empty(),
+        "not typing: nothing to say"
+    );
     r.typing(s, &t("1"), &a("7"), 20).unwrap();
     let events = r.stop_typing(s, &t("1"), &a("7"), 30).unwrap();
     assert_eq!(kinds(&events), ["agent:stopped_typing", "viewers:updated"]);
@@ -242,11 +337,18 @@ fn agent_types_while_any_tab_types() {
     assert!(r.typing(tab2, &t("1"), &a("7"), 200).unwrap().is_empty());
     let events = r.typing(tab1, &t("1"), &a("7"), 300).unwrap();
     assert!(events.is_empty());
-    assert!(r.stop_typing(tab1, &t("1"), &a("7"), 400).unwrap().is_empty(), "tab 2 still types");
+    assert!(
+        r.stop_typing(tab1, &t("1"), &a("7"), 400)
+            .unwrap()
+            .is_empty(),
+        "tab 2 still types"
+    );
     assert_eq!(r.list(&t("1"))[0].typing_started_at, Some(200));
     let events = r.stop_typing(tab2, &t("1"), &a("7"), 500).unwrap();
     assert_eq!(kinds(&events), ["agent:stopped_typing", "viewers:updated"]);
-    let PresenceEvent::AgentStoppedTyping { except, .. } = &events[0] else { panic!() };
+    let PresenceEvent::AgentStoppedTyping { except, .. } = &events[0] else {
+        panic!()
+    };
     assert_eq!(except.len(), 2);
 }
 
@@ -258,7 +360,11 @@ fn leave_tells_the_rest_and_disconnect_waits_for_the_last_tab() {
     r.view(tab2, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
     r.view(bob, &t("1"), &a("8"), &n("Bob"), 0).unwrap();
     let events = r.disconnect(tab1);
-    assert_eq!(kinds(&events), ["leave"], "the agent still views from tab 2");
+    assert_eq!(
+        kinds(&events),
+        ["leave"],
+        "the agent still views from tab 2"
+    );
     let events = r.leave(tab2, &t("1"), &a("7")).unwrap();
     assert_eq!(kinds(&events), ["leave", "agent:left", "viewers:updated"]);
     assert_eq!(left_reason(&events), Some(LeaveReason::Left));
@@ -275,7 +381,10 @@ fn leaving_a_typing_viewer_stops_its_typing_first() {
     r.view(tab2, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
     r.typing(tab1, &t("1"), &a("7"), 10).unwrap();
     let events = r.leave(tab1, &t("1"), &a("7")).unwrap();
-    assert_eq!(kinds(&events), ["leave", "agent:stopped_typing", "viewers:updated"]);
+    assert_eq!(
+        kinds(&events),
+        ["leave", "agent:stopped_typing", "viewers:updated"]
+    );
     assert_eq!(r.next_typing_deadline(), None);
 }
 
@@ -290,10 +399,15 @@ fn stale_viewers_are_swept_and_their_sockets_told() {
     let events = r.sweep_stale(STALE_MS);
     // Ada is stale: the room, her own socket included, hears it; then she leaves the room.
     assert_eq!(kinds(&events), ["agent:left", "leave", "viewers:updated"]);
-    let PresenceEvent::AgentLeft { except, reason, .. } = &events[0] else { panic!() };
+    let PresenceEvent::AgentLeft { except, reason, .. } = &events[0] else {
+        panic!()
+    };
     assert!(except.is_empty());
     assert_eq!(*reason, LeaveReason::Stale);
-    assert!(matches!(r.typing(ada, &t("1"), &a("7"), STALE_MS), Err(ClientError::NotViewing(_))));
+    assert!(matches!(
+        r.typing(ada, &t("1"), &a("7"), STALE_MS),
+        Err(ClientError::NotViewing(_))
+    ));
     assert_eq!(r.list(&t("1")).len(), 1);
 }
 

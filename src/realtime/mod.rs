@@ -4,6 +4,7 @@
 //! the [`Hub`], and queue the outcome (events, then the ack) on the outbox.
 
 pub mod notify;
+pub mod payload;
 pub mod requests;
 
 use std::convert::Infallible;
@@ -39,7 +40,9 @@ pub fn attach(io: &SocketIo, hub: Hub) {
         let hub = hub.clone();
         async move {
             let bucket = TokenBucket::new(hub.config.events_per_second, Instant::now());
-            socket.extensions.insert(Arc::new(SocketSession { bucket: Mutex::new(bucket) }));
+            socket.extensions.insert(Arc::new(SocketSession {
+                bucket: Mutex::new(bucket),
+            }));
             // A room of its own, as in socket.io, so broadcasts can leave out
             // all sockets of an agent by id (`except`), on any node.
             socket.join(socket.id.to_string());
@@ -68,20 +71,46 @@ struct EventRouter {
 pub struct Routed;
 
 impl MessageHandler<LocalAdapter, Routed> for EventRouter {
-    fn call(&self, s: Arc<Socket<LocalAdapter>>, mut v: socketioxide::handler::Value, ack_id: Option<i64>) {
-        let Ok(Event(event)) = Event::from_message_parts(&s, &mut v, &ack_id) else { return };
-        let Ok(TryData(payload)) = TryData::<Value>::from_message_parts(&s, &mut v, &ack_id);
+    fn call(
+        &self,
+        s: Arc<Socket<LocalAdapter>>,
+        mut v: socketioxide::handler::Value,
+        ack_id: Option<i64>,
+    ) {
+        let Ok(Event(event)) = Event::from_message_parts(&s, &mut v, &ack_id) else {
+            return;
+        };
+        let Ok(TryData(payload)) =
+            TryData::<payload::ClientPayload>::from_message_parts(&s, &mut v, &ack_id);
         let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
         let ack = ack_id.map(|_| ack);
         let allowed = match s.extensions.get::<Arc<SocketSession>>() {
-            Some(session) => session.bucket.lock().map(|mut b| b.take(Instant::now())).unwrap_or(true),
+            Some(session) => session
+                .bucket
+                .lock()
+                .map(|mut b| b.take(Instant::now()))
+                .unwrap_or(true),
             None => true,
         };
-        handle_event(&self.hub, s.id, &event, payload.ok(), allowed, ack);
+        handle_event(
+            &self.hub,
+            s.id,
+            &event,
+            payload.ok().map(|p| p.0),
+            allowed,
+            ack,
+        );
     }
 }
 
-fn handle_event(hub: &Hub, sid: Sid, event: &str, payload: Option<Value>, allowed: bool, ack: Option<AckSender>) {
+fn handle_event(
+    hub: &Hub,
+    sid: Sid,
+    event: &str,
+    payload: Option<Value>,
+    allowed: bool,
+    ack: Option<AckSender>,
+) {
     let Some(name) = EventName::parse(event) else {
         // Unknown events are answered only when the client waits for an ack.
         let error = if allowed {
@@ -91,7 +120,10 @@ fn handle_event(hub: &Hub, sid: Sid, event: &str, payload: Option<Value>, allowe
         };
         hub.metrics.client_event("unknown", error.code());
         if let Some(ack) = ack {
-            hub.outbox.push(Delivery::Ack { ack, payload: error.to_ack() });
+            hub.outbox.push(Delivery::Ack {
+                ack,
+                payload: error.to_ack(),
+            });
         }
         return;
     };
@@ -103,11 +135,20 @@ fn handle_event(hub: &Hub, sid: Sid, event: &str, payload: Option<Value>, allowe
             .and_then(|p| Request::parse(name, &p))
             .and_then(|request| apply(hub, sid, request))
     };
-    hub.metrics.client_event(name.as_str(), result.as_ref().map_or_else(ClientError::code, |_| "ok"));
+    hub.metrics.client_event(
+        name.as_str(),
+        result.as_ref().map_or_else(ClientError::code, |_| "ok"),
+    );
     match (result, ack) {
-        (Ok(reply), Some(ack)) => hub.outbox.push(Delivery::Ack { ack, payload: reply }),
+        (Ok(reply), Some(ack)) => hub.outbox.push(Delivery::Ack {
+            ack,
+            payload: reply,
+        }),
         (Ok(_), None) => {}
-        (Err(e), Some(ack)) => hub.outbox.push(Delivery::Ack { ack, payload: e.to_ack() }),
+        (Err(e), Some(ack)) => hub.outbox.push(Delivery::Ack {
+            ack,
+            payload: e.to_ack(),
+        }),
         (Err(e), None) => hub.outbox.push(Delivery::ToSocket {
             sid,
             event: name.error_event(),
@@ -120,7 +161,11 @@ fn handle_event(hub: &Hub, sid: Sid, event: &str, payload: Option<Value>, allowe
 fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
     let now = hub.clock.now_ms();
     match request {
-        Request::View { ticket, agent, name } => {
+        Request::View {
+            ticket,
+            agent,
+            name,
+        } => {
             let viewers = hub.with_presence(|r| r.view(sid, &ticket, &agent, &name, now))?;
             Ok(json!({ "ok": true, "ticketId": ticket, "viewers": viewers }))
         }
@@ -141,20 +186,34 @@ fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
             hub.check_entity_type(&key.entity_type)?;
             let mut timelines = hub.timelines();
             if timelines.subscribe(sid, &key)? {
-                hub.outbox.push(Delivery::Join { sid, room: key.room() });
+                hub.outbox.push(Delivery::Join {
+                    sid,
+                    room: key.room(),
+                });
             }
             let body = json!({ "entityType": key.entity_type, "entityId": key.entity_id });
-            hub.outbox.push(Delivery::ToSocket { sid, event: "timeline:subscribed", payload: body });
+            hub.outbox.push(Delivery::ToSocket {
+                sid,
+                event: "timeline:subscribed",
+                payload: body,
+            });
             Ok(json!({ "ok": true, "entityType": key.entity_type, "entityId": key.entity_id }))
         }
         Request::Unsubscribe(key) => {
             hub.check_entity_type(&key.entity_type)?;
             let mut timelines = hub.timelines();
             if timelines.unsubscribe(sid, &key) {
-                hub.outbox.push(Delivery::Leave { sid, room: key.room() });
+                hub.outbox.push(Delivery::Leave {
+                    sid,
+                    room: key.room(),
+                });
             }
             let body = json!({ "entityType": key.entity_type, "entityId": key.entity_id });
-            hub.outbox.push(Delivery::ToSocket { sid, event: "timeline:unsubscribed", payload: body });
+            hub.outbox.push(Delivery::ToSocket {
+                sid,
+                event: "timeline:unsubscribed",
+                payload: body,
+            });
             Ok(json!({ "ok": true, "entityType": key.entity_type, "entityId": key.entity_id }))
         }
     }

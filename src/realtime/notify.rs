@@ -1,8 +1,8 @@
 //! Turns presence events into the contract's server events (§3).
 
-use serde_json::json;
 #[cfg(test)]
 use serde_json::Value;
+use serde_json::json;
 
 use crate::ids::ticket_room;
 use crate::outbox::Delivery;
@@ -11,20 +11,34 @@ use crate::presence::{PresenceEvent, collision_message};
 /// The delivery that tells sockets about one presence event.
 pub fn delivery(event: PresenceEvent) -> Delivery {
     match event {
-        PresenceEvent::JoinRoom { sid, ticket } => Delivery::Join { sid, room: ticket_room(&ticket) },
-        PresenceEvent::LeaveRoom { sid, ticket } => Delivery::Leave { sid, room: ticket_room(&ticket) },
+        PresenceEvent::JoinRoom { sid, ticket } => Delivery::Join {
+            sid,
+            room: ticket_room(&ticket),
+        },
+        PresenceEvent::LeaveRoom { sid, ticket } => Delivery::Leave {
+            sid,
+            room: ticket_room(&ticket),
+        },
         PresenceEvent::ViewersUpdated { ticket, viewers } => Delivery::ToRoom {
             room: ticket_room(&ticket),
             except: Vec::new(),
             event: "viewers:updated",
             payload: json!({ "ticketId": ticket, "viewers": viewers }),
         },
-        PresenceEvent::ViewersTo { sid, ticket, viewers } => Delivery::ToSocket {
+        PresenceEvent::ViewersTo {
+            sid,
+            ticket,
+            viewers,
+        } => Delivery::ToSocket {
             sid,
             event: "viewers:updated",
             payload: json!({ "ticketId": ticket, "viewers": viewers }),
         },
-        PresenceEvent::CollisionWarning { sid, ticket, others } => {
+        PresenceEvent::CollisionWarning {
+            sid,
+            ticket,
+            others,
+        } => {
             let (severity, message) = collision_message(&others);
             Delivery::ToSocket {
                 sid,
@@ -32,13 +46,24 @@ pub fn delivery(event: PresenceEvent) -> Delivery {
                 payload: json!({ "ticketId": ticket, "viewers": others, "severity": severity, "message": message }),
             }
         }
-        PresenceEvent::AgentJoined { ticket, agent, name, since, except } => Delivery::ToRoom {
+        PresenceEvent::AgentJoined {
+            ticket,
+            agent,
+            name,
+            since,
+            except,
+        } => Delivery::ToRoom {
             room: ticket_room(&ticket),
             except,
             event: "agent:joined",
             payload: json!({ "ticketId": ticket, "agentId": agent, "agentName": name, "since": since }),
         },
-        PresenceEvent::AgentTyping { ticket, agent, name, except } => {
+        PresenceEvent::AgentTyping {
+            ticket,
+            agent,
+            name,
+            except,
+        } => {
             let message = format!("{name} is typing...");
             Delivery::ToRoom {
                 room: ticket_room(&ticket),
@@ -50,13 +75,24 @@ pub fn delivery(event: PresenceEvent) -> Delivery {
                 }),
             }
         }
-        PresenceEvent::AgentStoppedTyping { ticket, agent, name, except } => Delivery::ToRoom {
+        PresenceEvent::AgentStoppedTyping {
+            ticket,
+            agent,
+            name,
+            except,
+        } => Delivery::ToRoom {
             room: ticket_room(&ticket),
             except,
             event: "agent:stopped_typing",
             payload: json!({ "ticketId": ticket, "agentId": agent, "agentName": name }),
         },
-        PresenceEvent::AgentLeft { ticket, agent, name, reason, except } => Delivery::ToRoom {
+        PresenceEvent::AgentLeft {
+            ticket,
+            agent,
+            name,
+            reason,
+            except,
+        } => Delivery::ToRoom {
             room: ticket_room(&ticket),
             except,
             event: "agent:left",
@@ -82,7 +118,9 @@ mod tests {
 
     fn payload_of(d: Delivery) -> (&'static str, Value) {
         match d {
-            Delivery::ToRoom { event, payload, .. } | Delivery::ToSocket { event, payload, .. } => (event, payload),
+            Delivery::ToRoom { event, payload, .. } | Delivery::ToSocket { event, payload, .. } => {
+                (event, payload)
+            }
             other => panic!("not an emit: {other:?}"),
         }
     }
@@ -115,7 +153,10 @@ mod tests {
         assert_eq!(p["ticketId"], "42");
         assert_eq!(p["severity"], "critical");
         assert_eq!(p["message"], "Ada is typing a reply");
-        assert_eq!(keys(&p["viewers"][0]), ["agentId", "agentName", "since", "status", "typingStartedAt"]);
+        assert_eq!(
+            keys(&p["viewers"][0]),
+            ["agentId", "agentName", "since", "status", "typingStartedAt"]
+        );
         assert_eq!(p["viewers"][0]["status"], "typing");
 
         let (_, p) = payload_of(delivery(PresenceEvent::AgentTyping {
@@ -124,7 +165,10 @@ mod tests {
             name: name.clone(),
             except: vec![],
         }));
-        assert_eq!(keys(&p), ["agentId", "agentName", "message", "ticketId", "warning"]);
+        assert_eq!(
+            keys(&p),
+            ["agentId", "agentName", "message", "ticketId", "warning"]
+        );
         assert_eq!(p["message"], "Ada is typing...");
 
         let (_, p) = payload_of(delivery(PresenceEvent::AgentLeft {
@@ -137,7 +181,13 @@ mod tests {
         assert_eq!(keys(&p), ["agentId", "agentName", "reason", "ticketId"]);
         assert_eq!(p["reason"], "node_lost");
 
-        let (_, p) = payload_of(delivery(PresenceEvent::AgentJoined { ticket, agent, name, since: 5, except: vec![] }));
+        let (_, p) = payload_of(delivery(PresenceEvent::AgentJoined {
+            ticket,
+            agent,
+            name,
+            since: 5,
+            except: vec![],
+        }));
         assert_eq!(keys(&p), ["agentId", "agentName", "since", "ticketId"]);
     }
 }

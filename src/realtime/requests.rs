@@ -56,10 +56,23 @@ impl EventName {
 /// A validated client event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    View { ticket: TicketId, agent: AgentId, name: AgentName },
-    Typing { ticket: TicketId, agent: AgentId },
-    StopTyping { ticket: TicketId, agent: AgentId },
-    Leave { ticket: TicketId, agent: AgentId },
+    View {
+        ticket: TicketId,
+        agent: AgentId,
+        name: AgentName,
+    },
+    Typing {
+        ticket: TicketId,
+        agent: AgentId,
+    },
+    StopTyping {
+        ticket: TicketId,
+        agent: AgentId,
+    },
+    Leave {
+        ticket: TicketId,
+        agent: AgentId,
+    },
     Subscribe(TimelineKey),
     Unsubscribe(TimelineKey),
 }
@@ -76,12 +89,23 @@ impl Request {
             })
         };
         Ok(match event {
-            EventName::View => {
-                Self::View { ticket: ticket()?, agent: agent()?, name: AgentName::parse(p.get("agentName"))? }
-            }
-            EventName::Typing => Self::Typing { ticket: ticket()?, agent: agent()? },
-            EventName::StopTyping => Self::StopTyping { ticket: ticket()?, agent: agent()? },
-            EventName::Leave => Self::Leave { ticket: ticket()?, agent: agent()? },
+            EventName::View => Self::View {
+                ticket: ticket()?,
+                agent: agent()?,
+                name: AgentName::parse(p.get("agentName"))?,
+            },
+            EventName::Typing => Self::Typing {
+                ticket: ticket()?,
+                agent: agent()?,
+            },
+            EventName::StopTyping => Self::StopTyping {
+                ticket: ticket()?,
+                agent: agent()?,
+            },
+            EventName::Leave => Self::Leave {
+                ticket: ticket()?,
+                agent: agent()?,
+            },
             EventName::Subscribe => Self::Subscribe(timeline()?),
             EventName::Unsubscribe => Self::Unsubscribe(timeline()?),
         })
@@ -99,30 +123,61 @@ mod tests {
 
     #[test]
     fn view_needs_ticket_agent_and_name() {
-        assert_eq!(code(EventName::View, json!({"ticketId": 1, "agentId": "7", "agentName": "Ada"})), "ok");
-        assert_eq!(code(EventName::View, json!({"ticketId": 1, "agentId": "7"})), "INVALID_PAYLOAD");
+        assert_eq!(
+            code(
+                EventName::View,
+                json!({"ticketId": 1, "agentId": "7", "agentName": "Ada"})
+            ),
+            "ok"
+        );
+        assert_eq!(
+            code(EventName::View, json!({"ticketId": 1, "agentId": "7"})),
+            "INVALID_PAYLOAD"
+        );
         assert_eq!(code(EventName::View, json!("ticket 1")), "INVALID_PAYLOAD");
         assert_eq!(code(EventName::View, json!([1, 2])), "INVALID_PAYLOAD");
         assert_eq!(code(EventName::View, Value::Null), "INVALID_PAYLOAD");
         assert_eq!(
-            code(EventName::View, json!({"ticketId": 1, "agentId": "7", "agentName": "Ada", "extra": true})),
+            code(
+                EventName::View,
+                json!({"ticketId": 1, "agentId": "7", "agentName": "Ada", "extra": true})
+            ),
             "ok"
         );
     }
 
     #[test]
     fn typing_does_not_need_a_name() {
-        assert_eq!(code(EventName::Typing, json!({"ticketId": "1", "agentId": 7})), "ok");
-        assert_eq!(code(EventName::Leave, json!({"ticketId": "1"})), "INVALID_PAYLOAD");
+        assert_eq!(
+            code(EventName::Typing, json!({"ticketId": "1", "agentId": 7})),
+            "ok"
+        );
+        assert_eq!(
+            code(EventName::Leave, json!({"ticketId": "1"})),
+            "INVALID_PAYLOAD"
+        );
     }
 
     #[test]
     fn timelines_need_a_valid_type_and_id() {
-        let r = Request::parse(EventName::Subscribe, &json!({"entityType": "deal", "entityId": 5})).unwrap();
+        let r = Request::parse(
+            EventName::Subscribe,
+            &json!({"entityType": "deal", "entityId": 5}),
+        )
+        .unwrap();
         let Request::Subscribe(key) = r else { panic!() };
         assert_eq!(key.room(), "timeline:deal:5");
-        assert_eq!(code(EventName::Subscribe, json!({"entityType": "Deal", "entityId": 5})), "INVALID_PAYLOAD");
-        assert_eq!(code(EventName::Unsubscribe, json!({"entityType": "deal"})), "INVALID_PAYLOAD");
+        assert_eq!(
+            code(
+                EventName::Subscribe,
+                json!({"entityType": "Deal", "entityId": 5})
+            ),
+            "INVALID_PAYLOAD"
+        );
+        assert_eq!(
+            code(EventName::Unsubscribe, json!({"entityType": "deal"})),
+            "INVALID_PAYLOAD"
+        );
     }
 
     #[test]
