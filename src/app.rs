@@ -41,11 +41,7 @@ impl Listeners {
 
 /// Serves until `shutdown` resolves, then stops gracefully within
 /// `shutdown_timeout`.
-pub async fn run(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
+pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let (socketio_layer, io) = SocketIo::builder()
         .max_payload(config.max_payload)
         .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
@@ -63,11 +59,7 @@ pub async fn run(
         public::router(socketio_layer, config.cors_origins.clone()),
         &stop_accepting,
     );
-    let internal_server = serve(
-        listeners.internal,
-        internal_api::router(hub.clone()),
-        &stop_accepting,
-    );
+    let internal_server = serve(listeners.internal, internal_api::router(hub.clone()), &stop_accepting);
 
     let stop_timers = CancellationToken::new();
     let timers = [
@@ -90,10 +82,7 @@ pub async fn run(
         }
         hub.outbox.flush().await;
     };
-    if tokio::time::timeout(config.shutdown_timeout, graceful)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(config.shutdown_timeout, graceful).await.is_err() {
         tracing::warn!(timeout = ?config.shutdown_timeout, "graceful shutdown timed out");
     }
     stop_timers.cancel();
@@ -105,11 +94,7 @@ pub async fn run(
     Ok(())
 }
 
-fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    stop: &CancellationToken,
-) -> JoinHandle<io::Result<()>> {
+fn serve(listener: TcpListener, router: axum::Router, stop: &CancellationToken) -> JoinHandle<io::Result<()>> {
     // Small Socket.IO frames must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

@@ -14,9 +14,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        let epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Self {
             epoch_at_start: epoch.as_millis() as Millis,
             start: Instant::now(),

@@ -67,11 +67,7 @@ pub struct Config {
 
 /// (key, default as written, meaning) — the table of contract §6.
 pub const KEYS: &[(&str, &str, &str)] = &[
-    (
-        "listen",
-        "0.0.0.0:3000",
-        "public Socket.IO listener (address:port)",
-    ),
+    ("listen", "0.0.0.0:3000", "public Socket.IO listener (address:port)"),
     (
         "internal_listen",
         "127.0.0.1:3001",
@@ -82,38 +78,22 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "none",
         "bearer token required by the internal API (except /health, /ready, /metrics)",
     ),
-    (
-        "redis_url",
-        "none",
-        "Redis for multi-instance rooms and presence",
-    ),
+    ("redis_url", "none", "Redis for multi-instance rooms and presence"),
     (
         "auth_mode",
         "none",
         "identity of agents: none (from the payload) or jwt",
     ),
-    (
-        "jwt_secret",
-        "none",
-        "HS256 shared secret (auth_mode = jwt)",
-    ),
+    ("jwt_secret", "none", "HS256 shared secret (auth_mode = jwt)"),
     (
         "jwt_public_key_file",
         "none",
         "PEM public key for RS256/ES256 (auth_mode = jwt)",
     ),
-    (
-        "typing_timeout",
-        "10s",
-        "typing falls back to viewing after this",
-    ),
+    ("typing_timeout", "10s", "typing falls back to viewing after this"),
     ("sweep_interval", "5m", "how often stale viewers are swept"),
     ("stale_after", "30m", "a viewer idle this long is stale"),
-    (
-        "node_timeout",
-        "15s",
-        "a silent instance is declared lost after this",
-    ),
+    ("node_timeout", "15s", "a silent instance is declared lost after this"),
     ("shutdown_timeout", "10s", "graceful shutdown bound"),
     ("max_body", "65536", "internal API body limit, bytes"),
     (
@@ -127,11 +107,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "allowed browser origins for the public listener (comma-separated)",
     ),
     ("max_payload", "1000000", "largest Socket.IO message, bytes"),
-    (
-        "max_tickets_per_socket",
-        "100",
-        "tickets one socket may view",
-    ),
+    ("max_tickets_per_socket", "100", "tickets one socket may view"),
     (
         "max_timelines_per_socket",
         "500",
@@ -142,11 +118,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "50",
         "per-socket event rate (burst twice that); 0 = off",
     ),
-    (
-        "log_format",
-        "text",
-        "text or json; the level comes from RUST_LOG",
-    ),
+    ("log_format", "text", "text or json; the level comes from RUST_LOG"),
 ];
 
 fn flag(key: &str) -> String {
@@ -202,11 +174,7 @@ struct Sources {
 
 impl Sources {
     fn get(&self, key: &str) -> Option<Raw> {
-        if let Some(text) = self
-            .matches
-            .get_one::<String>(key)
-            .filter(|s| !s.is_empty())
-        {
+        if let Some(text) = self.matches.get_one::<String>(key).filter(|s| !s.is_empty()) {
             return Some(Raw::Text(text.clone()));
         }
         self.file.get(key).cloned().map(Raw::Toml)
@@ -275,12 +243,9 @@ impl Sources {
 
     fn addr(&self, key: &str, default: &str) -> Result<SocketAddr, ConfigError> {
         let text = self.string(key)?.unwrap_or_else(|| default.to_string());
-        text.trim().parse().map_err(|_| {
-            err(
-                key,
-                format!("expected an address like 127.0.0.1:3001, got {text:?}"),
-            )
-        })
+        text.trim()
+            .parse()
+            .map_err(|_| err(key, format!("expected an address like 127.0.0.1:3001, got {text:?}")))
     }
 }
 
@@ -291,18 +256,11 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let matches = command()
-            .try_get_matches_from(args)
-            .map_err(|e| match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                    e.exit()
-                }
-                _ => err("command line", e.to_string()),
-            })?;
-        let file = match matches
-            .get_one::<String>("config")
-            .filter(|p| !p.is_empty())
-        {
+        let matches = command().try_get_matches_from(args).map_err(|e| match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => e.exit(),
+            _ => err("command line", e.to_string()),
+        })?;
+        let file = match matches.get_one::<String>("config").filter(|p| !p.is_empty()) {
             Some(path) => read_file(&PathBuf::from(path))?,
             None => toml::Table::new(),
         };
@@ -338,10 +296,7 @@ impl Config {
             entity_types: entity_types(src)?,
             cors_origins: cors_origins(src)?,
             max_payload: positive("max_payload", src.number("max_payload", 1_000_000)?)?,
-            max_tickets_per_socket: to_usize(
-                "max_tickets_per_socket",
-                src.number("max_tickets_per_socket", 100)?,
-            )?,
+            max_tickets_per_socket: to_usize("max_tickets_per_socket", src.number("max_tickets_per_socket", 100)?)?,
             max_timelines_per_socket: to_usize(
                 "max_timelines_per_socket",
                 src.number("max_timelines_per_socket", 500)?,
@@ -352,10 +307,7 @@ impl Config {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
                 Some(other) => {
-                    return Err(err(
-                        "log_format",
-                        format!("expected text or json, got {other:?}"),
-                    ));
+                    return Err(err("log_format", format!("expected text or json, got {other:?}")));
                 }
             },
         };
@@ -379,18 +331,11 @@ impl Config {
 }
 
 fn read_file(path: &PathBuf) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| {
-        err(
-            "config",
-            format!("{} is not valid TOML: {e}", path.display()),
-        )
-    })?;
-    if let Some(unknown) = table
-        .keys()
-        .find(|k| !KEYS.iter().any(|(key, _, _)| key == k))
-    {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| err("config", format!("{} is not valid TOML: {e}", path.display())))?;
+    if let Some(unknown) = table.keys().find(|k| !KEYS.iter().any(|(key, _, _)| key == k)) {
         return Err(err(unknown, format!("unknown key in {}", path.display())));
     }
     Ok(table)
@@ -402,10 +347,7 @@ fn auth_mode(src: &Sources) -> Result<AuthMode, ConfigError> {
         Some("jwt") => {
             // Check what would be needed first, so a broken setup is named
             // precisely even before jwt is available.
-            match (
-                src.string("jwt_secret")?,
-                src.string("jwt_public_key_file")?,
-            ) {
+            match (src.string("jwt_secret")?, src.string("jwt_public_key_file")?) {
                 (None, None) => Err(err(
                     "jwt_secret",
                     "auth_mode = jwt needs jwt_secret or jwt_public_key_file",
@@ -413,16 +355,10 @@ fn auth_mode(src: &Sources) -> Result<AuthMode, ConfigError> {
                 (_, Some(path)) if std::fs::read(&path).is_err() => {
                     Err(err("jwt_public_key_file", format!("cannot read {path}")))
                 }
-                _ => Err(err(
-                    "auth_mode",
-                    "jwt is not available in this version yet; use none",
-                )),
+                _ => Err(err("auth_mode", "jwt is not available in this version yet; use none")),
             }
         }
-        Some(other) => Err(err(
-            "auth_mode",
-            format!("expected none or jwt, got {other:?}"),
-        )),
+        Some(other) => Err(err("auth_mode", format!("expected none or jwt, got {other:?}"))),
     }
 }
 
@@ -505,47 +441,25 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        assert_eq!(
-            load(&["--typing-timeout", "banana"]).unwrap_err().key,
-            "typing_timeout"
-        );
+        assert_eq!(load(&["--typing-timeout", "banana"]).unwrap_err().key, "typing_timeout");
         assert_eq!(load(&["--max-body", "-1"]).unwrap_err().key, "command line");
         assert_eq!(load(&["--max-body", "lots"]).unwrap_err().key, "max_body");
-        assert_eq!(
-            load(&["--log-format", "xml"]).unwrap_err().key,
-            "log_format"
-        );
-        assert_eq!(
-            load(&["--entity-types", "Contact"]).unwrap_err().key,
-            "entity_types"
-        );
+        assert_eq!(load(&["--log-format", "xml"]).unwrap_err().key, "log_format");
+        assert_eq!(load(&["--entity-types", "Contact"]).unwrap_err().key, "entity_types");
         assert_eq!(
             load(&["--cors-origins", "example.com"]).unwrap_err().key,
             "cors_origins"
         );
-        assert_eq!(
-            load(&["--auth-mode", "magic"]).unwrap_err().key,
-            "auth_mode"
-        );
+        assert_eq!(load(&["--auth-mode", "magic"]).unwrap_err().key, "auth_mode");
     }
 
     #[test]
     fn public_internal_listener_needs_a_token() {
         assert_eq!(
-            load(&["--internal-listen", "0.0.0.0:3001"])
-                .unwrap_err()
-                .key,
+            load(&["--internal-listen", "0.0.0.0:3001"]).unwrap_err().key,
             "internal_token"
         );
-        assert!(
-            load(&[
-                "--internal-listen",
-                "0.0.0.0:3001",
-                "--internal-token",
-                "s3cret"
-            ])
-            .is_ok()
-        );
+        assert!(load(&["--internal-listen", "0.0.0.0:3001", "--internal-token", "s3cret"]).is_ok());
         assert!(load(&["--internal-listen", "[::1]:3001"]).is_ok());
     }
 
@@ -563,10 +477,7 @@ mod tests {
         let c = load(&["--config", p]).unwrap();
         assert_eq!(c.typing_timeout, Duration::from_secs(2));
         assert_eq!(c.max_body, 10);
-        assert_eq!(
-            c.entity_types.unwrap().into_iter().collect::<Vec<_>>(),
-            ["contact"]
-        );
+        assert_eq!(c.entity_types.unwrap().into_iter().collect::<Vec<_>>(), ["contact"]);
         let c = load(&["--config", p, "--max-body", "20"]).unwrap();
         assert_eq!(c.max_body, 20);
         std::fs::write(&path, "typo_key = 1\n").unwrap();

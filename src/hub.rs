@@ -99,9 +99,9 @@ impl Hub {
     /// `FORBIDDEN` when an allow-list is configured and `t` is not on it.
     pub fn check_entity_type(&self, t: &EntityType) -> Result<(), ClientError> {
         match &self.config.entity_types {
-            Some(allowed) if !allowed.contains(t.as_str()) => Err(ClientError::Forbidden(format!(
-                "entity type \"{t}\" is not allowed"
-            ))),
+            Some(allowed) if !allowed.contains(t.as_str()) => {
+                Err(ClientError::Forbidden(format!("entity type \"{t}\" is not allowed")))
+            }
             _ => Ok(()),
         }
     }

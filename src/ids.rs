@@ -46,9 +46,7 @@ fn identifier(value: Option<&Value>, field: &str) -> Result<Arc<str>, Invalid> {
                 (n.as_f64().unwrap_or_default() as i64).to_string()
             }
             _ => {
-                return Err(Invalid(format!(
-                    "{field} must be a string or a safe integer"
-                )));
+                return Err(Invalid(format!("{field} must be a string or a safe integer")));
             }
         },
         Some(_) => return Err(Invalid(format!("{field} must be a string or an integer"))),
@@ -57,9 +55,7 @@ fn identifier(value: Option<&Value>, field: &str) -> Result<Arc<str>, Invalid> {
         return Err(Invalid(format!("{field} must not be empty")));
     }
     if text.chars().count() > MAX_ID_CHARS {
-        return Err(Invalid(format!(
-            "{field} is longer than {MAX_ID_CHARS} characters"
-        )));
+        return Err(Invalid(format!("{field} is longer than {MAX_ID_CHARS} characters")));
     }
     if text.chars().any(is_control) {
         return Err(Invalid(format!("{field} contains control characters")));
@@ -130,9 +126,7 @@ impl AgentName {
             return Err(Invalid("agentName must not be empty".into()));
         }
         if s.chars().count() > MAX_NAME_CHARS {
-            return Err(Invalid(format!(
-                "agentName is longer than {MAX_NAME_CHARS} characters"
-            )));
+            return Err(Invalid(format!("agentName is longer than {MAX_NAME_CHARS} characters")));
         }
         if s.chars().any(is_control) {
             return Err(Invalid("agentName contains control characters".into()));
@@ -165,9 +159,7 @@ impl EntityType {
         match value {
             None | Some(Value::Null) => Err(Invalid("entityType is required".into())),
             Some(Value::String(s)) if Self::is_valid(s) => Ok(Self(s.as_str().into())),
-            Some(_) => Err(Invalid(
-                "entityType must match ^[a-z][a-z0-9_-]{0,31}$".into(),
-            )),
+            Some(_) => Err(Invalid("entityType must match ^[a-z][a-z0-9_-]{0,31}$".into())),
         }
     }
 
@@ -230,10 +222,7 @@ mod tests {
     fn integers_become_decimal_strings() {
         assert_eq!(ticket(json!(42)).unwrap().as_str(), "42");
         assert_eq!(ticket(json!(-7)).unwrap().as_str(), "-7");
-        assert_eq!(
-            ticket(json!(9007199254740991i64)).unwrap().as_str(),
-            "9007199254740991"
-        );
+        assert_eq!(ticket(json!(9007199254740991i64)).unwrap().as_str(), "9007199254740991");
         assert_eq!(ticket(json!(3.0)).unwrap().as_str(), "3");
     }
 

@@ -53,15 +53,10 @@ impl Metrics {
     pub fn new() -> Self {
         let counter = |name, help| IntCounter::with_opts(opts(name, help)).expect("valid metric");
         let gauge = |name, help| IntGauge::with_opts(opts(name, help)).expect("valid metric");
-        let family = |name, help, labels: &[&str]| {
-            IntCounterVec::new(opts(name, help), labels).expect("valid metric")
-        };
+        let family = |name, help, labels: &[&str]| IntCounterVec::new(opts(name, help), labels).expect("valid metric");
         let m = Self {
             registry: Registry::new(),
-            connections_opened: counter(
-                "connections_opened_total",
-                "Socket.IO connections accepted.",
-            ),
+            connections_opened: counter("connections_opened_total", "Socket.IO connections accepted."),
             client_events: family(
                 "client_events_total",
                 "Client events by event and outcome.",
@@ -81,10 +76,7 @@ impl Metrics {
             tickets_watched: gauge("tickets_watched", "Tickets with at least one viewer."),
             viewers: gauge("viewers", "Ticket viewers (agent x ticket)."),
             timeline_rooms: gauge("timeline_rooms", "Timelines with local subscribers."),
-            timeline_subscriptions: gauge(
-                "timeline_subscriptions",
-                "Timeline subscriptions on this node.",
-            ),
+            timeline_subscriptions: gauge("timeline_subscriptions", "Timeline subscriptions on this node."),
         };
         // Series that exist from the start, so a dashboard sees 0, not nothing.
         for kind in ["new_item", "item_updated", "refresh"] {
@@ -109,9 +101,7 @@ impl Metrics {
     }
 
     pub fn client_event(&self, event: &str, outcome: &str) {
-        self.client_events
-            .with_label_values(&[event, outcome])
-            .inc();
+        self.client_events.with_label_values(&[event, outcome]).inc();
     }
 
     pub fn published(&self, kind: &str) {
@@ -124,8 +114,7 @@ impl Metrics {
         self.tickets_watched.set(snapshot.tickets_watched);
         self.viewers.set(snapshot.viewers);
         self.timeline_rooms.set(snapshot.timeline_rooms);
-        self.timeline_subscriptions
-            .set(snapshot.timeline_subscriptions);
+        self.timeline_subscriptions.set(snapshot.timeline_subscriptions);
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "could not encode metrics");
@@ -154,9 +143,7 @@ mod tests {
         assert!(text.contains("switchboard_connections 3"), "{text}");
         assert!(text.contains("switchboard_viewers 2"));
         assert!(
-            text.contains(
-                "switchboard_client_events_total{event=\"ticket:view\",outcome=\"ok\"} 1"
-            ),
+            text.contains("switchboard_client_events_total{event=\"ticket:view\",outcome=\"ok\"} 1"),
             "{text}"
         );
         assert!(
@@ -167,9 +154,6 @@ mod tests {
             text.contains("switchboard_published_total{kind=\"refresh\"} 0"),
             "{text}"
         );
-        assert!(
-            text.contains("# TYPE switchboard_published_total counter"),
-            "{text}"
-        );
+        assert!(text.contains("# TYPE switchboard_published_total counter"), "{text}");
     }
 }

@@ -47,11 +47,7 @@ impl std::fmt::Debug for Delivery {
         match self {
             Self::Join { sid, room } => write!(f, "Join({sid}, {room})"),
             Self::Leave { sid, room } => write!(f, "Leave({sid}, {room})"),
-            Self::ToSocket {
-                sid,
-                event,
-                payload,
-            } => write!(f, "ToSocket({sid}, {event}, {payload})"),
+            Self::ToSocket { sid, event, payload } => write!(f, "ToSocket({sid}, {event}, {payload})"),
             Self::ToRoom {
                 room,
                 except,
@@ -114,15 +110,10 @@ async fn deliver(io: SocketIo, mut rx: mpsc::UnboundedReceiver<Delivery>) {
                     socket.leave(room);
                 }
             }
-            Delivery::ToSocket {
-                sid,
-                event,
-                payload,
-            } => {
-                if let Some(socket) = ns.get_socket(sid) {
-                    if let Err(e) = socket.emit(event, &payload) {
-                        tracing::warn!(%sid, event, error = %e, "could not emit to socket");
-                    }
+            Delivery::ToSocket { sid, event, payload } => {
+                let sent = ns.get_socket(sid).map(|socket| socket.emit(event, &payload));
+                if let Some(Err(e)) = sent {
+                    tracing::warn!(%sid, event, error = %e, "could not emit to socket");
                 }
             }
             Delivery::ToRoom {

@@ -17,10 +17,7 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 /// The public routes around the Socket.IO layer.
 pub fn router(socketio: SocketIoLayer, cors_origins: Option<Vec<String>>) -> Router {
     let plain = Router::new()
-        .route(
-            "/health",
-            get(|| async { axum::Json(json!({ "status": "ok" })) }),
-        )
+        .route("/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
         .fallback(|| async { not_found() });
     // Layered once, as a service: `Router::layer` would call `layer()` per
     // route, and each call builds a separate Engine.IO server with its own
@@ -33,19 +30,15 @@ pub fn router(socketio: SocketIoLayer, cors_origins: Option<Vec<String>>) -> Rou
                 .allow_methods([Method::GET, Method::POST]),
         ),
         Some(origins) => {
-            let allowed: Vec<HeaderValue> = origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok())
-                .collect();
+            let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
             let cors = CorsLayer::new()
                 .allow_origin(AllowOrigin::list(allowed))
                 .allow_methods([Method::GET, Method::POST])
                 .allow_headers(AllowHeaders::mirror_request())
                 .allow_credentials(true);
-            routes.layer(cors).layer(middleware::from_fn_with_state(
-                Arc::new(origins),
-                refuse_foreign_origin,
-            ))
+            routes
+                .layer(cors)
+                .layer(middleware::from_fn_with_state(Arc::new(origins), refuse_foreign_origin))
         }
     }
 }
@@ -61,15 +54,9 @@ fn not_found() -> Response {
 /// A browser request from an origin off the list gets 403 and no CORS
 /// headers, whatever it asks for (polling, websocket handshake, upgrade).
 /// Requests without `Origin` (servers, native apps) pass.
-async fn refuse_foreign_origin(
-    State(origins): State<Arc<Vec<String>>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn refuse_foreign_origin(State(origins): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
     if let Some(origin) = request.headers().get(header::ORIGIN) {
-        let allowed = origin
-            .to_str()
-            .is_ok_and(|o| origins.iter().any(|a| a == o));
+        let allowed = origin.to_str().is_ok_and(|o| origins.iter().any(|a| a == o));
         if !allowed {
             let body = json!({ "error": { "code": "FORBIDDEN", "message": "origin not allowed" } });
             return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();

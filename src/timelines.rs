@@ -143,10 +143,7 @@ mod tests {
             }
         );
         assert!(r.unsubscribe(s2, &key("deal", "1")));
-        assert!(
-            !r.unsubscribe(s2, &key("deal", "1")),
-            "unsubscribing twice is a no-op"
-        );
+        assert!(!r.unsubscribe(s2, &key("deal", "1")), "unsubscribing twice is a no-op");
         r.disconnect(s1);
         assert_eq!(
             r.stats(),

@@ -21,18 +21,12 @@ use publish::{Publish, timeline_key};
 /// The internal API's routes, with the hub as state.
 pub fn router(hub: Hub) -> Router {
     let protected = Router::new()
-        .route(
-            "/v1/timeline/{entity_type}/{entity_id}/items",
-            post(new_item),
-        )
+        .route("/v1/timeline/{entity_type}/{entity_id}/items", post(new_item))
         .route(
             "/v1/timeline/{entity_type}/{entity_id}/items/{item_id}",
             put(item_updated),
         )
-        .route(
-            "/v1/timeline/{entity_type}/{entity_id}/refresh",
-            post(refresh),
-        )
+        .route("/v1/timeline/{entity_type}/{entity_id}/refresh", post(refresh))
         .route("/v1/timeline/batch", post(batch))
         .route("/v1/tickets/{ticket_id}/viewers", get(viewers))
         .route("/v1/stats", get(stats))
@@ -169,21 +163,13 @@ async fn batch(State(hub): State<Hub>, body: Body) -> Result<Response> {
     for p in &events {
         deliver(&hub, p).await;
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "accepted": events.len() })),
-    )
-        .into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": events.len() }))).into_response())
 }
 
 async fn deliver_one(hub: &Hub, p: Publish) -> Result<Response> {
     hub.check_entity_type(&p.key.entity_type)?;
     deliver(hub, &p).await;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "delivered": true })),
-    )
-        .into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "delivered": true }))).into_response())
 }
 
 async fn deliver(hub: &Hub, p: &Publish) {
@@ -198,9 +184,7 @@ async fn deliver(hub: &Hub, p: &Publish) {
 async fn viewers(State(hub): State<Hub>, path: Segments) -> Result<impl IntoResponse> {
     let ticket = TicketId::parse(Some(&segment(&path, 0)))?;
     let viewers = hub.viewers(&ticket);
-    Ok(axum::Json(
-        json!({ "ticketId": ticket, "viewers": viewers }),
-    ))
+    Ok(axum::Json(json!({ "ticketId": ticket, "viewers": viewers })))
 }
 
 async fn stats(State(hub): State<Hub>) -> impl IntoResponse {

@@ -24,13 +24,10 @@ impl Publish {
             Some(Value::String(_)) => {}
             Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {}
             _ => {
-                return Err(Invalid(
-                    "item must have an \"id\" (a string or an integer)".into(),
-                ));
+                return Err(Invalid("item must have an \"id\" (a string or an integer)".into()));
             }
         }
-        let payload =
-            json!({ "entityType": key.entity_type, "entityId": key.entity_id, "item": item });
+        let payload = json!({ "entityType": key.entity_type, "entityId": key.entity_id, "item": item });
         Ok(Self {
             key,
             kind: "new_item",
@@ -39,11 +36,7 @@ impl Publish {
         })
     }
 
-    pub fn item_updated(
-        key: TimelineKey,
-        item_id: ItemId,
-        item: Option<&Value>,
-    ) -> Result<Self, Invalid> {
+    pub fn item_updated(key: TimelineKey, item_id: ItemId, item: Option<&Value>) -> Result<Self, Invalid> {
         let item = item_object(item)?;
         let payload = json!({
             "entityType": key.entity_type, "entityId": key.entity_id, "itemId": item_id, "item": item,
@@ -62,8 +55,7 @@ impl Publish {
             Some(Value::String(s)) => Value::String(s.clone()),
             Some(_) => return Err(Invalid("reason must be a string or null".into())),
         };
-        let payload =
-            json!({ "entityType": key.entity_type, "entityId": key.entity_id, "reason": reason });
+        let payload = json!({ "entityType": key.entity_type, "entityId": key.entity_id, "reason": reason });
         Ok(Self {
             key,
             kind: "refresh",
@@ -79,10 +71,7 @@ fn item_object(item: Option<&Value>) -> Result<&Map<String, Value>, Invalid> {
 }
 
 /// A timeline key from path segments or batch fields.
-pub fn timeline_key(
-    entity_type: Option<&Value>,
-    entity_id: Option<&Value>,
-) -> Result<TimelineKey, Invalid> {
+pub fn timeline_key(entity_type: Option<&Value>, entity_id: Option<&Value>) -> Result<TimelineKey, Invalid> {
     Ok(TimelineKey {
         entity_type: EntityType::parse(entity_type)?,
         entity_id: EntityId::parse(entity_id)?,
@@ -104,9 +93,7 @@ pub fn batch(body: &Value) -> Result<Vec<Publish>> {
     events
         .iter()
         .enumerate()
-        .map(|(i, ev)| {
-            batch_event(ev).map_err(|e| ApiError::InvalidPayload(format!("events[{i}]: {e}")))
-        })
+        .map(|(i, ev)| batch_event(ev).map_err(|e| ApiError::InvalidPayload(format!("events[{i}]: {e}"))))
         .collect()
 }
 
@@ -116,16 +103,12 @@ fn batch_event(ev: &Value) -> Result<Publish, Invalid> {
         .ok_or_else(|| Invalid("event must be an object".into()))?;
     let kind = ev.get("type").and_then(Value::as_str);
     if !matches!(kind, Some("new_item" | "item_updated" | "refresh")) {
-        return Err(Invalid(
-            "type must be one of new_item, item_updated, refresh".into(),
-        ));
+        return Err(Invalid("type must be one of new_item, item_updated, refresh".into()));
     }
     let key = timeline_key(ev.get("entityType"), ev.get("entityId"))?;
     match kind {
         Some("new_item") => Publish::new_item(key, ev.get("item")),
-        Some("item_updated") => {
-            Publish::item_updated(key, ItemId::parse(ev.get("itemId"))?, ev.get("item"))
-        }
+        Some("item_updated") => Publish::item_updated(key, ItemId::parse(ev.get("itemId"))?, ev.get("item")),
         _ => Publish::refresh(key, ev.get("reason")),
     }
 }
@@ -156,14 +139,9 @@ mod tests {
 
     #[test]
     fn refresh_reason_is_a_string_or_null() {
+        assert_eq!(Publish::refresh(key(), None).unwrap().payload["reason"], Value::Null);
         assert_eq!(
-            Publish::refresh(key(), None).unwrap().payload["reason"],
-            Value::Null
-        );
-        assert_eq!(
-            Publish::refresh(key(), Some(&json!("bulk")))
-                .unwrap()
-                .payload["reason"],
+            Publish::refresh(key(), Some(&json!("bulk"))).unwrap().payload["reason"],
             "bulk"
         );
         assert!(Publish::refresh(key(), Some(&json!(3))).is_err());
@@ -182,9 +160,7 @@ mod tests {
             {"type": "new_item", "entityType": "deal", "entityId": 1, "item": {"id": 1}},
             {"type": "delete", "entityType": "deal", "entityId": 1},
         ]});
-        assert!(
-            matches!(batch(&bad), Err(ApiError::InvalidPayload(m)) if m.starts_with("events[1]"))
-        );
+        assert!(matches!(batch(&bad), Err(ApiError::InvalidPayload(m)) if m.starts_with("events[1]")));
         let missing = json!({"events": [{"type": "item_updated", "entityType": "deal", "entityId": 1, "item": {}}]});
         assert!(batch(&missing).is_err());
         assert!(batch(&json!({"events": {}})).is_err());

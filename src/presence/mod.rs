@@ -60,10 +60,7 @@ pub enum PresenceEvent {
     /// The socket leaves the ticket's room.
     LeaveRoom { sid: Sid, ticket: TicketId },
     /// `viewers:updated` to the whole room.
-    ViewersUpdated {
-        ticket: TicketId,
-        viewers: Vec<ViewerView>,
-    },
+    ViewersUpdated { ticket: TicketId, viewers: Vec<ViewerView> },
     /// `viewers:updated` to one socket only (a new tab of a known viewer).
     ViewersTo {
         sid: Sid,
@@ -128,20 +125,12 @@ pub fn collision_message(others: &[ViewerView]) -> (&'static str, String) {
         let names: Vec<&str> = others.iter().map(|v| v.agent_name.as_str()).collect();
         (
             "warning",
-            format!(
-                "{} {} viewing this ticket",
-                join_names(&names),
-                verb(names.len())
-            ),
+            format!("{} {} viewing this ticket", join_names(&names), verb(names.len())),
         )
     } else {
         (
             "critical",
-            format!(
-                "{} {} typing a reply",
-                join_names(&typists),
-                verb(typists.len())
-            ),
+            format!("{} {} typing a reply", join_names(&typists), verb(typists.len())),
         )
     }
 }

@@ -45,11 +45,7 @@ impl Viewer {
     }
 
     fn view(&self, agent: &AgentId) -> ViewerView {
-        let typing_started_at = self
-            .sockets
-            .values()
-            .filter_map(|s| s.typing.map(|t| t.0))
-            .min();
+        let typing_started_at = self.sockets.values().filter_map(|s| s.typing.map(|t| t.0)).min();
         ViewerView {
             agent_id: agent.clone(),
             agent_name: self.name.clone(),
@@ -153,11 +149,8 @@ impl ViewerRegistry {
             Some((renamed, new_tab)) => {
                 if new_tab {
                     self.attach(sid, ticket, agent, &mut events);
-                    let others: Vec<ViewerView> = self
-                        .list(ticket)
-                        .into_iter()
-                        .filter(|v| v.agent_id != *agent)
-                        .collect();
+                    let others: Vec<ViewerView> =
+                        self.list(ticket).into_iter().filter(|v| v.agent_id != *agent).collect();
                     if !others.is_empty() {
                         events.push(PresenceEvent::CollisionWarning {
                             sid,
@@ -239,12 +232,7 @@ impl ViewerRegistry {
     }
 
     /// `ticket:leave`: the socket stops viewing the ticket.
-    pub fn leave(
-        &mut self,
-        sid: Sid,
-        ticket: &TicketId,
-        agent: &AgentId,
-    ) -> Result<Vec<PresenceEvent>, ClientError> {
+    pub fn leave(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId) -> Result<Vec<PresenceEvent>, ClientError> {
         self.check_viewing(sid, ticket, agent)?;
         let mut events = Vec::new();
         self.leave_socket(sid, ticket, agent, LeaveReason::Left, &mut events);
@@ -257,8 +245,7 @@ impl ViewerRegistry {
         let Some(views) = self.sockets.get(&sid) else {
             return events;
         };
-        let mut views: Vec<(TicketId, AgentId)> =
-            views.iter().map(|(t, a)| (t.clone(), a.clone())).collect();
+        let mut views: Vec<(TicketId, AgentId)> = views.iter().map(|(t, a)| (t.clone(), a.clone())).collect();
         views.sort();
         for (ticket, agent) in views {
             self.leave_socket(sid, &ticket, &agent, LeaveReason::Disconnected, &mut events);
@@ -295,9 +282,7 @@ impl ViewerRegistry {
             .flat_map(|(ticket, viewers)| {
                 viewers
                     .iter()
-                    .filter(|(_, v)| {
-                        now.saturating_sub(v.last_activity) >= self.rules.stale_after_ms
-                    })
+                    .filter(|(_, v)| now.saturating_sub(v.last_activity) >= self.rules.stale_after_ms)
                     .map(move |(agent, _)| (ticket.clone(), agent.clone()))
             })
             .collect();
@@ -315,11 +300,7 @@ impl ViewerRegistry {
             return Vec::new();
         };
         let mut list: Vec<ViewerView> = viewers.iter().map(|(agent, v)| v.view(agent)).collect();
-        list.sort_by(|a, b| {
-            a.since
-                .cmp(&b.since)
-                .then_with(|| a.agent_id.cmp(&b.agent_id))
-        });
+        list.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.agent_id.cmp(&b.agent_id)));
         list
     }
 
@@ -330,12 +311,7 @@ impl ViewerRegistry {
         }
     }
 
-    fn check_viewing(
-        &self,
-        sid: Sid,
-        ticket: &TicketId,
-        agent: &AgentId,
-    ) -> Result<(), ClientError> {
+    fn check_viewing(&self, sid: Sid, ticket: &TicketId, agent: &AgentId) -> Result<(), ClientError> {
         match self.sockets.get(&sid).and_then(|t| t.get(ticket)) {
             Some(viewing_as) if viewing_as == agent => Ok(()),
             _ => Err(not_viewing(ticket, agent)),
@@ -350,13 +326,7 @@ impl ViewerRegistry {
     }
 
     /// Records that `sid` views `ticket` as `agent` (the viewer exists).
-    fn attach(
-        &mut self,
-        sid: Sid,
-        ticket: &TicketId,
-        agent: &AgentId,
-        events: &mut Vec<PresenceEvent>,
-    ) {
+    fn attach(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId, events: &mut Vec<PresenceEvent>) {
         if let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) {
             viewer.sockets.insert(sid, SocketView::default());
         }
@@ -371,13 +341,7 @@ impl ViewerRegistry {
     }
 
     /// One socket stops typing; tells the room if the viewer no longer types.
-    fn clear_typing(
-        &mut self,
-        sid: Sid,
-        ticket: &TicketId,
-        agent: &AgentId,
-        events: &mut Vec<PresenceEvent>,
-    ) {
+    fn clear_typing(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId, events: &mut Vec<PresenceEvent>) {
         let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
             return;
         };

@@ -79,17 +79,9 @@ fn second_agent_gets_collision_warning_about_the_first() {
     let (viewers, events) = r.view(s2, &t("1"), &a("8"), &n("Bob"), 2000).unwrap();
     assert_eq!(
         kinds(&events),
-        [
-            "join",
-            "collision:warning",
-            "agent:joined",
-            "viewers:updated"
-        ]
+        ["join", "collision:warning", "agent:joined", "viewers:updated"]
     );
-    let PresenceEvent::CollisionWarning {
-        sid: to, others, ..
-    } = &events[1]
-    else {
+    let PresenceEvent::CollisionWarning { sid: to, others, .. } = &events[1] else {
         panic!()
     };
     assert_eq!(*to, s2);
@@ -100,10 +92,7 @@ fn second_agent_gets_collision_warning_about_the_first() {
         ("warning", "Ada is viewing this ticket".to_string())
     );
     assert_eq!(
-        viewers
-            .iter()
-            .map(|v| v.agent_id.as_str())
-            .collect::<Vec<_>>(),
+        viewers.iter().map(|v| v.agent_id.as_str()).collect::<Vec<_>>(),
         ["7", "8"]
     );
 }
@@ -138,10 +127,7 @@ fn collision_message_names_several_agents() {
         v("Bob", ViewerStatus::Viewing),
         v("Cy", ViewerStatus::Viewing),
     ];
-    assert_eq!(
-        collision_message(&others).1,
-        "Ada, Bob and Cy are viewing this ticket"
-    );
+    assert_eq!(collision_message(&others).1, "Ada, Bob and Cy are viewing this ticket");
     let others = [
         v("Ada", ViewerStatus::Typing),
         v("Bob", ViewerStatus::Viewing),
@@ -159,11 +145,7 @@ fn viewers_are_ordered_by_since_then_agent_id() {
     r.view(sid(), &t("1"), &a("b"), &n("B"), 2000).unwrap();
     r.view(sid(), &t("1"), &a("c"), &n("C"), 1000).unwrap();
     r.view(sid(), &t("1"), &a("a"), &n("A"), 2000).unwrap();
-    let ids: Vec<_> = r
-        .list(&t("1"))
-        .into_iter()
-        .map(|v| v.agent_id.to_string())
-        .collect();
+    let ids: Vec<_> = r.list(&t("1")).into_iter().map(|v| v.agent_id.to_string()).collect();
     assert_eq!(ids, ["c", "a", "b"]);
 }
 
@@ -178,13 +160,7 @@ fn second_tab_of_same_agent_is_one_viewer_and_warns_only_about_others() {
     let PresenceEvent::CollisionWarning { others, .. } = &events[1] else {
         panic!()
     };
-    assert_eq!(
-        others
-            .iter()
-            .map(|v| v.agent_id.as_str())
-            .collect::<Vec<_>>(),
-        ["8"]
-    );
+    assert_eq!(others.iter().map(|v| v.agent_id.as_str()).collect::<Vec<_>>(), ["8"]);
     let PresenceEvent::ViewersTo { sid: to, .. } = &events[2] else {
         panic!()
     };
@@ -203,10 +179,7 @@ fn repeated_view_is_a_silent_heartbeat_that_keeps_since() {
     assert_eq!(viewers[0].since, 1000);
     // The heartbeat is activity: not stale at 1000 + STALE_MS.
     assert!(r.sweep_stale(1000 + STALE_MS).is_empty());
-    assert_eq!(
-        left_reason(&r.sweep_stale(5000 + STALE_MS)),
-        Some(LeaveReason::Stale)
-    );
+    assert_eq!(left_reason(&r.sweep_stale(5000 + STALE_MS)), Some(LeaveReason::Stale));
 }
 
 #[test]
@@ -226,13 +199,7 @@ fn switching_agent_on_a_socket_leaves_as_the_old_one() {
     r.view(s, &t("1"), &a("7"), &n("Ada"), 1000).unwrap();
     let (viewers, events) = r.view(s, &t("1"), &a("8"), &n("Bob"), 2000).unwrap();
     assert_eq!(left_reason(&events), Some(LeaveReason::Left));
-    assert_eq!(
-        viewers
-            .iter()
-            .map(|v| v.agent_id.as_str())
-            .collect::<Vec<_>>(),
-        ["8"]
-    );
+    assert_eq!(viewers.iter().map(|v| v.agent_id.as_str()).collect::<Vec<_>>(), ["8"]);
     assert!(matches!(
         r.typing(s, &t("1"), &a("7"), 2100),
         Err(ClientError::NotViewing(_))
@@ -245,8 +212,7 @@ fn ticket_limit_per_socket() {
     let mut r = registry();
     let s = sid();
     for i in 0..3 {
-        r.view(s, &t(&i.to_string()), &a("7"), &n("Ada"), 1000)
-            .unwrap();
+        r.view(s, &t(&i.to_string()), &a("7"), &n("Ada"), 1000).unwrap();
     }
     assert!(matches!(
         r.view(s, &t("9"), &a("7"), &n("Ada"), 1000),
@@ -272,10 +238,7 @@ fn typing_and_stop_typing_require_viewing() {
         r.stop_typing(s, &t("1"), &a("7"), 0),
         Err(ClientError::NotViewing(_))
     ));
-    assert!(matches!(
-        r.leave(s, &t("1"), &a("7")),
-        Err(ClientError::NotViewing(_))
-    ));
+    assert!(matches!(r.leave(s, &t("1"), &a("7")), Err(ClientError::NotViewing(_))));
     r.view(s, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
     assert!(matches!(
         r.typing(s, &t("1"), &a("8"), 0),
@@ -338,9 +301,7 @@ fn agent_types_while_any_tab_types() {
     let events = r.typing(tab1, &t("1"), &a("7"), 300).unwrap();
     assert!(events.is_empty());
     assert!(
-        r.stop_typing(tab1, &t("1"), &a("7"), 400)
-            .unwrap()
-            .is_empty(),
+        r.stop_typing(tab1, &t("1"), &a("7"), 400).unwrap().is_empty(),
         "tab 2 still types"
     );
     assert_eq!(r.list(&t("1"))[0].typing_started_at, Some(200));
@@ -360,11 +321,7 @@ fn leave_tells_the_rest_and_disconnect_waits_for_the_last_tab() {
     r.view(tab2, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
     r.view(bob, &t("1"), &a("8"), &n("Bob"), 0).unwrap();
     let events = r.disconnect(tab1);
-    assert_eq!(
-        kinds(&events),
-        ["leave"],
-        "the agent still views from tab 2"
-    );
+    assert_eq!(kinds(&events), ["leave"], "the agent still views from tab 2");
     let events = r.leave(tab2, &t("1"), &a("7")).unwrap();
     assert_eq!(kinds(&events), ["leave", "agent:left", "viewers:updated"]);
     assert_eq!(left_reason(&events), Some(LeaveReason::Left));
@@ -381,10 +338,7 @@ fn leaving_a_typing_viewer_stops_its_typing_first() {
     r.view(tab2, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
     r.typing(tab1, &t("1"), &a("7"), 10).unwrap();
     let events = r.leave(tab1, &t("1"), &a("7")).unwrap();
-    assert_eq!(
-        kinds(&events),
-        ["leave", "agent:stopped_typing", "viewers:updated"]
-    );
+    assert_eq!(kinds(&events), ["leave", "agent:stopped_typing", "viewers:updated"]);
     assert_eq!(r.next_typing_deadline(), None);
 }
 

@@ -71,17 +71,11 @@ struct EventRouter {
 pub struct Routed;
 
 impl MessageHandler<LocalAdapter, Routed> for EventRouter {
-    fn call(
-        &self,
-        s: Arc<Socket<LocalAdapter>>,
-        mut v: socketioxide::handler::Value,
-        ack_id: Option<i64>,
-    ) {
+    fn call(&self, s: Arc<Socket<LocalAdapter>>, mut v: socketioxide::handler::Value, ack_id: Option<i64>) {
         let Ok(Event(event)) = Event::from_message_parts(&s, &mut v, &ack_id) else {
             return;
         };
-        let Ok(TryData(payload)) =
-            TryData::<payload::ClientPayload>::from_message_parts(&s, &mut v, &ack_id);
+        let Ok(TryData(payload)) = TryData::<payload::ClientPayload>::from_message_parts(&s, &mut v, &ack_id);
         let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
         let ack = ack_id.map(|_| ack);
         let allowed = match s.extensions.get::<Arc<SocketSession>>() {
@@ -92,25 +86,11 @@ impl MessageHandler<LocalAdapter, Routed> for EventRouter {
                 .unwrap_or(true),
             None => true,
         };
-        handle_event(
-            &self.hub,
-            s.id,
-            &event,
-            payload.ok().map(|p| p.0),
-            allowed,
-            ack,
-        );
+        handle_event(&self.hub, s.id, &event, payload.ok().map(|p| p.0), allowed, ack);
     }
 }
 
-fn handle_event(
-    hub: &Hub,
-    sid: Sid,
-    event: &str,
-    payload: Option<Value>,
-    allowed: bool,
-    ack: Option<AckSender>,
-) {
+fn handle_event(hub: &Hub, sid: Sid, event: &str, payload: Option<Value>, allowed: bool, ack: Option<AckSender>) {
     let Some(name) = EventName::parse(event) else {
         // Unknown events are answered only when the client waits for an ack.
         let error = if allowed {
@@ -135,15 +115,10 @@ fn handle_event(
             .and_then(|p| Request::parse(name, &p))
             .and_then(|request| apply(hub, sid, request))
     };
-    hub.metrics.client_event(
-        name.as_str(),
-        result.as_ref().map_or_else(ClientError::code, |_| "ok"),
-    );
+    hub.metrics
+        .client_event(name.as_str(), result.as_ref().map_or_else(ClientError::code, |_| "ok"));
     match (result, ack) {
-        (Ok(reply), Some(ack)) => hub.outbox.push(Delivery::Ack {
-            ack,
-            payload: reply,
-        }),
+        (Ok(reply), Some(ack)) => hub.outbox.push(Delivery::Ack { ack, payload: reply }),
         (Ok(_), None) => {}
         (Err(e), Some(ack)) => hub.outbox.push(Delivery::Ack {
             ack,
@@ -161,11 +136,7 @@ fn handle_event(
 fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
     let now = hub.clock.now_ms();
     match request {
-        Request::View {
-            ticket,
-            agent,
-            name,
-        } => {
+        Request::View { ticket, agent, name } => {
             let viewers = hub.with_presence(|r| r.view(sid, &ticket, &agent, &name, now))?;
             Ok(json!({ "ok": true, "ticketId": ticket, "viewers": viewers }))
         }
@@ -186,10 +157,7 @@ fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
             hub.check_entity_type(&key.entity_type)?;
             let mut timelines = hub.timelines();
             if timelines.subscribe(sid, &key)? {
-                hub.outbox.push(Delivery::Join {
-                    sid,
-                    room: key.room(),
-                });
+                hub.outbox.push(Delivery::Join { sid, room: key.room() });
             }
             let body = json!({ "entityType": key.entity_type, "entityId": key.entity_id });
             hub.outbox.push(Delivery::ToSocket {
@@ -203,10 +171,7 @@ fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
             hub.check_entity_type(&key.entity_type)?;
             let mut timelines = hub.timelines();
             if timelines.unsubscribe(sid, &key) {
-                hub.outbox.push(Delivery::Leave {
-                    sid,
-                    room: key.room(),
-                });
+                hub.outbox.push(Delivery::Leave { sid, room: key.room() });
             }
             let body = json!({ "entityType": key.entity_type, "entityId": key.entity_id });
             hub.outbox.push(Delivery::ToSocket {

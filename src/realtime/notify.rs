@@ -25,20 +25,12 @@ pub fn delivery(event: PresenceEvent) -> Delivery {
             event: "viewers:updated",
             payload: json!({ "ticketId": ticket, "viewers": viewers }),
         },
-        PresenceEvent::ViewersTo {
-            sid,
-            ticket,
-            viewers,
-        } => Delivery::ToSocket {
+        PresenceEvent::ViewersTo { sid, ticket, viewers } => Delivery::ToSocket {
             sid,
             event: "viewers:updated",
             payload: json!({ "ticketId": ticket, "viewers": viewers }),
         },
-        PresenceEvent::CollisionWarning {
-            sid,
-            ticket,
-            others,
-        } => {
+        PresenceEvent::CollisionWarning { sid, ticket, others } => {
             let (severity, message) = collision_message(&others);
             Delivery::ToSocket {
                 sid,
@@ -118,9 +110,7 @@ mod tests {
 
     fn payload_of(d: Delivery) -> (&'static str, Value) {
         match d {
-            Delivery::ToRoom { event, payload, .. } | Delivery::ToSocket { event, payload, .. } => {
-                (event, payload)
-            }
+            Delivery::ToRoom { event, payload, .. } | Delivery::ToSocket { event, payload, .. } => (event, payload),
             other => panic!("not an emit: {other:?}"),
         }
     }
@@ -165,10 +155,7 @@ mod tests {
             name: name.clone(),
             except: vec![],
         }));
-        assert_eq!(
-            keys(&p),
-            ["agentId", "agentName", "message", "ticketId", "warning"]
-        );
+        assert_eq!(keys(&p), ["agentId", "agentName", "message", "ticketId", "warning"]);
         assert_eq!(p["message"], "Ada is typing...");
 
         let (_, p) = payload_of(delivery(PresenceEvent::AgentLeft {

@@ -82,11 +82,7 @@ mod tests {
 
     #[test]
     fn json_passes_through() {
-        let v: ClientPayload =
-            serde_json::from_str(r#"{"a":[1,-2,1.5,"x",null,true,{"b":{}}]}"#).unwrap();
-        assert_eq!(
-            v.0,
-            serde_json::json!({"a":[1,-2,1.5,"x",null,true,{"b":{}}]})
-        );
+        let v: ClientPayload = serde_json::from_str(r#"{"a":[1,-2,1.5,"x",null,true,{"b":{}}]}"#).unwrap();
+        assert_eq!(v.0, serde_json::json!({"a":[1,-2,1.5,"x",null,true,{"b":{}}]}));
     }
 }

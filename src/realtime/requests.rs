@@ -148,30 +148,17 @@ mod tests {
 
     #[test]
     fn typing_does_not_need_a_name() {
-        assert_eq!(
-            code(EventName::Typing, json!({"ticketId": "1", "agentId": 7})),
-            "ok"
-        );
-        assert_eq!(
-            code(EventName::Leave, json!({"ticketId": "1"})),
-            "INVALID_PAYLOAD"
-        );
+        assert_eq!(code(EventName::Typing, json!({"ticketId": "1", "agentId": 7})), "ok");
+        assert_eq!(code(EventName::Leave, json!({"ticketId": "1"})), "INVALID_PAYLOAD");
     }
 
     #[test]
     fn timelines_need_a_valid_type_and_id() {
-        let r = Request::parse(
-            EventName::Subscribe,
-            &json!({"entityType": "deal", "entityId": 5}),
-        )
-        .unwrap();
+        let r = Request::parse(EventName::Subscribe, &json!({"entityType": "deal", "entityId": 5})).unwrap();
         let Request::Subscribe(key) = r else { panic!() };
         assert_eq!(key.room(), "timeline:deal:5");
         assert_eq!(
-            code(
-                EventName::Subscribe,
-                json!({"entityType": "Deal", "entityId": 5})
-            ),
+            code(EventName::Subscribe, json!({"entityType": "Deal", "entityId": 5})),
             "INVALID_PAYLOAD"
         );
         assert_eq!(
