@@ -454,6 +454,20 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_documents_every_key_and_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/switchboard.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        for (key, default, _) in KEYS {
+            assert!(text.contains(&format!("{key} =")), "{key} is not in the example");
+            if !matches!(*default, "none" | "any") {
+                assert!(text.contains(default), "{key}'s default {default} is not in the example");
+            }
+        }
+        let c = load(&["--config", path]).unwrap();
+        assert_eq!(c.typing_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
     fn public_internal_listener_needs_a_token() {
         assert_eq!(
             load(&["--internal-listen", "0.0.0.0:3001"]).unwrap_err().key,

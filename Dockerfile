@@ -1,0 +1,19 @@
+# Switchboard container image.
+#   docker build -t switchboard .
+#   docker run -p 3000:3000 -p 3001:3001 \
+#     -e SWITCHBOARD_INTERNAL_LISTEN=0.0.0.0:3001 -e SWITCHBOARD_INTERNAL_TOKEN=change-me switchboard
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked --bin switchboard
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --no-create-home switchboard
+COPY --from=build /src/target/release/switchboard /usr/local/bin/switchboard
+COPY config/switchboard.example.toml /etc/switchboard/switchboard.example.toml
+USER switchboard
+EXPOSE 3000 3001
+# The public listener's /health needs no token and is always reachable.
+ENV RUST_LOG=info
+ENTRYPOINT ["/usr/local/bin/switchboard"]

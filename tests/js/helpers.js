@@ -1,0 +1,609 @@
+'use strict';
+
+// Test harness for the Switchboard end-to-end suite.
+//
+// The suite is target-agnostic: `startServer(config)` takes the contract's
+// configuration keys (shared/spec/PROTOCOL.md section 6, durations in ms) and
+// starts either the Rust binary (TARGET=rust, the default) or the Node.js
+// reference peer (TARGET=peer), translating the keys into that target's flags
+// or environment variables.
+
+const { spawn } = require('node:child_process');
+const net = require('node:net');
+const path = require('node:path');
+const fs = require('node:fs');
+const assert = require('node:assert/strict');
+const { io } = require('socket.io-client');
+
+const TARGET = process.env.TARGET || 'rust';
+if (TARGET !== 'rust' && TARGET !== 'peer') throw new Error(`TARGET must be "rust" or "peer", not "${TARGET}"`);
+const isPeer = TARGET === 'peer';
+const isRust = TARGET === 'rust';
+
+const PEER_DIR = process.env.PEER_DIR
+  ? path.resolve(process.env.PEER_DIR)
+  : path.resolve(__dirname, '../../../shared/peer-node');
+const SWITCHBOARD_BIN = process.env.SWITCHBOARD_BIN
+  ? path.resolve(process.env.SWITCHBOARD_BIN)
+  : path.resolve(__dirname, '../../target/debug/switchboard');
+
+const TRANSPORTS = ['websocket', 'polling'];
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------
+// Configuration translation
+// ---------------------------------------------------------------------------
+
+// Contract keys (section 6) that are durations; the tests give them in ms.
+const DURATION_KEYS = new Set(['typing_timeout', 'sweep_interval', 'stale_after', 'node_timeout', 'shutdown_timeout']);
+const LIST_KEYS = new Set(['entity_types', 'cors_origins']);
+const KNOWN_KEYS = new Set([
+  'listen', 'internal_listen', 'internal_token', 'redis_url', 'auth_mode', 'jwt_secret', 'jwt_public_key_file',
+  'typing_timeout', 'sweep_interval', 'stale_after', 'node_timeout', 'shutdown_timeout', 'max_body',
+  'entity_types', 'cors_origins', 'max_payload', 'max_tickets_per_socket', 'max_timelines_per_socket',
+  'events_per_second', 'log_format',
+]);
+
+// The peer's environment variable for each contract key it understands.
+const PEER_ENV = {
+  internal_token: 'INTERNAL_TOKEN',
+  redis_url: 'REDIS_URL',
+  typing_timeout: 'TYPING_TIMEOUT_MS',
+  sweep_interval: 'SWEEP_INTERVAL_MS',
+  stale_after: 'STALE_AFTER_MS',
+  max_body: 'MAX_BODY',
+  entity_types: 'ENTITY_TYPES',
+  cors_origins: 'CORS_ORIGIN', // socket.io's cors.origin; the peer's CORS is not the contract's
+  max_payload: 'MAX_PAYLOAD',
+  max_tickets_per_socket: 'MAX_TICKETS_PER_SOCKET',
+  max_timelines_per_socket: 'MAX_TIMELINES_PER_SOCKET',
+  events_per_second: 'EVENTS_PER_SECOND',
+};
+
+function checkKeys(config) {
+  for (const key of Object.keys(config)) {
+    if (!KNOWN_KEYS.has(key)) throw new Error(`startServer: unknown config key "${key}"`);
+  }
+}
+
+function flagValue(key, value) {
+  if (DURATION_KEYS.has(key) && typeof value === 'number') return `${value}ms`;
+  if (Array.isArray(value)) return value.join(',');
+  return String(value);
+}
+
+/** Command-line flags for the Rust binary: `--typing-timeout 1000ms`, `--entity-types a,b`, ... */
+function rustFlags(config) {
+  checkKeys(config);
+  const args = [];
+  for (const [key, value] of Object.entries(config)) {
+    if (value === undefined || value === null) continue;
+    args.push(`--${key.replace(/_/g, '-')}`, flagValue(key, value));
+  }
+  return args;
+}
+
+function peerEnv(config) {
+  checkKeys(config);
+  const env = {};
+  for (const [key, value] of Object.entries(config)) {
+    if (value === undefined || value === null) continue;
+    const name = PEER_ENV[key];
+    if (!name) continue; // keys the peer does not implement (section 6 only)
+    env[name] = Array.isArray(value) ? value.join(',') : String(value);
+  }
+  return env;
+}
+
+// Environment for a child: ours minus any SWITCHBOARD_* setting that would
+// leak into the server's configuration.
+function baseEnv() {
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith('SWITCHBOARD_')) delete env[k];
+  if (!env.RUST_LOG) env.RUST_LOG = 'warn';
+  return env;
+}
+
+// ---------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------
+
+/** A free loopback TCP port (listen on port 0, read it, close). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const running = new Set();
+process.on('exit', () => {
+  for (const proc of running) {
+    try {
+      proc.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
+const OUTPUT_CAP = 256 * 1024;
+
+/**
+ * Spawns a process and keeps its output. Resolves nothing by itself: use
+ * `exited` (a promise of { code, signal }) and `stdout()` / `stderr()`.
+ */
+function spawnProcess(command, args, { env, cwd } = {}) {
+  const proc = spawn(command, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(proc);
+  let out = '';
+  let err = '';
+  const echo = process.env.SERVER_OUTPUT === '1';
+  proc.stdout.on('data', (d) => {
+    if (out.length < OUTPUT_CAP) out += d;
+    if (echo) process.stderr.write(d);
+  });
+  proc.stderr.on('data', (d) => {
+    if (err.length < OUTPUT_CAP) err += d;
+    if (echo) process.stderr.write(d);
+  });
+  const exited = new Promise((resolve) => {
+    proc.on('error', (e) => {
+      err += `\nspawn error: ${e.message}`;
+      running.delete(proc);
+      resolve({ code: null, signal: null, error: e });
+    });
+    // 'close' comes after 'exit' once the output pipes are drained too.
+    proc.on('close', (code, signal) => {
+      running.delete(proc);
+      resolve({ code, signal });
+    });
+  });
+  return { proc, exited, stdout: () => out, stderr: () => err };
+}
+
+/** Runs a command to completion (bounded by timeoutMs) and returns { code, signal, stdout, stderr, timedOut }. */
+async function runToExit(command, args, { env, cwd, timeoutMs = 10_000 } = {}) {
+  const p = spawnProcess(command, args, { env, cwd });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    p.proc.kill('SIGKILL');
+  }, timeoutMs);
+  const { code, signal } = await p.exited;
+  clearTimeout(timer);
+  return { code, signal, stdout: p.stdout(), stderr: p.stderr(), timedOut };
+}
+
+async function httpOk(url) {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    await res.arrayBuffer();
+    return res.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+function tcpOpen(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Waits until GET internalUrl/health answers 200 (polling every 50 ms) and the
+ * public port accepts connections; fails after timeoutMs, or at once when the
+ * process exits, with its stderr in the error.
+ */
+async function waitHealthy(p, internalUrl, publicPort, timeoutMs = 20_000) {
+  let exit = null;
+  p.exited.then((e) => {
+    exit = e;
+  });
+  const deadline = Date.now() + timeoutMs;
+  let healthy = false;
+  while (Date.now() < deadline) {
+    if (exit) {
+      throw new Error(`server exited during start-up (code ${exit.code}, signal ${exit.signal})\nstderr:\n${p.stderr()}\nstdout:\n${p.stdout()}`);
+    }
+    if (!healthy) healthy = await httpOk(`${internalUrl}/health`);
+    if (healthy && (await tcpOpen(publicPort))) return;
+    await sleep(50);
+  }
+  p.proc.kill('SIGKILL');
+  throw new Error(`server not healthy after ${timeoutMs} ms\nstderr:\n${p.stderr()}\nstdout:\n${p.stdout()}`);
+}
+
+function commandFor(config, { args = [], env = {} } = {}) {
+  if (isPeer) {
+    if (!fs.existsSync(path.join(PEER_DIR, 'node_modules'))) {
+      throw new Error(`peer dependencies missing: run "npm ci" in ${PEER_DIR}`);
+    }
+    return {
+      command: process.execPath,
+      args: [path.join(PEER_DIR, 'server.js')],
+      cwd: PEER_DIR,
+      env: { ...baseEnv(), ...peerEnv(config), ...env },
+    };
+  }
+  return {
+    command: SWITCHBOARD_BIN,
+    args: [...rustFlags(config), ...args],
+    cwd: path.dirname(SWITCHBOARD_BIN),
+    env: { ...baseEnv(), ...env },
+  };
+}
+
+/**
+ * Starts the server under test on two free loopback ports.
+ * `config` uses the contract's keys; durations in ms, lists as arrays.
+ * `opts.args` / `opts.env` add raw flags or environment variables (Rust target);
+ * `opts.port` / `opts.internalPort` fix the ports, and `opts.listenFlags: false`
+ * leaves out --listen / --internal-listen (when a config file or env sets them).
+ * Returns { url, internalUrl, port, internalPort, proc, stop(), stderr(), stdout(), exited }.
+ */
+async function startServer(config = {}, opts = {}) {
+  const port = opts.port || (await freePort());
+  let internalPort = opts.internalPort || (await freePort());
+  while (internalPort === port) internalPort = await freePort();
+  let spec;
+  if (isPeer) {
+    spec = commandFor(config, opts);
+    Object.assign(spec.env, { PORT: String(port), HOST: '127.0.0.1', INTERNAL_PORT: String(internalPort), INTERNAL_HOST: '127.0.0.1' });
+  } else {
+    spec = commandFor(config, opts);
+    // opts.listenFlags === false: the caller puts the addresses elsewhere (a config file, env).
+    if (opts.listenFlags !== false) {
+      spec.args = ['--listen', `127.0.0.1:${port}`, '--internal-listen', `127.0.0.1:${internalPort}`, ...spec.args];
+    }
+    const logFormatGiven = spec.args.includes('--log-format') || config.log_format !== undefined || 'SWITCHBOARD_LOG_FORMAT' in (opts.env || {});
+    if (!logFormatGiven && opts.listenFlags !== false) spec.args.push('--log-format', 'text');
+  }
+  const p = spawnProcess(spec.command, spec.args, { env: spec.env, cwd: spec.cwd });
+  const url = `http://127.0.0.1:${port}`;
+  const internalUrl = `http://127.0.0.1:${internalPort}`;
+  await waitHealthy(p, internalUrl, port);
+  let stopped = null;
+  return {
+    url,
+    internalUrl,
+    port,
+    internalPort,
+    proc: p.proc,
+    exited: p.exited,
+    stderr: p.stderr,
+    stdout: p.stdout,
+    /** SIGTERM, then SIGKILL after 5 s; resolves with { code, signal }. */
+    stop() {
+      if (stopped) return stopped;
+      stopped = (async () => {
+        if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGTERM');
+        const timer = setTimeout(() => p.proc.kill('SIGKILL'), 5000);
+        const result = await p.exited;
+        clearTimeout(timer);
+        return result;
+      })();
+      return stopped;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Socket.IO clients
+// ---------------------------------------------------------------------------
+
+const RECORDER = Symbol('switchboard.recorder');
+const openSockets = new Set();
+
+// Every socket made by connect() records the events it receives, so a test
+// can wait for an event that arrived before it started waiting (an emit to a
+// socket often lands in the same tick as the ack of the action causing it).
+function attachRecorder(socket) {
+  const rec = { events: [], waiters: [] };
+  socket[RECORDER] = rec;
+  const push = (event, args) => {
+    const idx = rec.waiters.findIndex((w) => w.name === event && w.where(...args));
+    if (idx >= 0) {
+      const [w] = rec.waiters.splice(idx, 1);
+      w.resolve(args[0]);
+      return;
+    }
+    rec.events.push({ event, args });
+  };
+  socket.onAny((event, ...args) => push(event, args));
+  socket.on('disconnect', (reason, description) => push('disconnect', [reason, description]));
+  socket.on('connect_error', (err) => push('connect_error', [err]));
+  return rec;
+}
+
+/**
+ * A connected socket.io-client socket (forceNew, no reconnection unless
+ * opts.reconnection). opts.transports e.g. ['websocket'] or ['polling'].
+ */
+function connect(url, opts = {}) {
+  const { timeout = 5000, ...rest } = opts;
+  const socket = io(url, { forceNew: true, reconnection: false, timeout, ...rest });
+  attachRecorder(socket);
+  openSockets.add(socket);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error(`connect to ${url} (${JSON.stringify(rest.transports || 'default')}) timed out`));
+    }, timeout + 1000);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      clearEvents(socket, 'connect_error');
+      resolve(socket);
+    });
+    socket.once('connect_error', (err) => {
+      clearTimeout(timer);
+      socket.close();
+      reject(new Error(`connect to ${url} failed: ${err.message}`));
+    });
+  });
+}
+
+/** Closes every socket made by connect() that is still open. */
+function closeAllSockets() {
+  for (const s of openSockets) s.close();
+  openSockets.clear();
+}
+
+/** Sentinel for emitAck: send the event with no payload argument at all. */
+const NO_PAYLOAD = Symbol('no payload');
+
+/** Emits with an ack and resolves with the ack's argument. */
+async function emitAck(socket, event, payload, timeoutMs = 2000) {
+  const args = payload === NO_PAYLOAD ? [] : [payload];
+  try {
+    return await socket.timeout(timeoutMs).emitWithAck(event, ...args);
+  } catch (e) {
+    throw new Error(`no ack for ${event} within ${timeoutMs} ms (${e.message})`);
+  }
+}
+
+function waitOpts(opts) {
+  if (typeof opts === 'number') return { timeout: opts, where: () => true };
+  return { timeout: 2000, where: () => true, ...(opts || {}) };
+}
+
+/**
+ * Resolves with the first payload of event `name` on `socket` not yet taken by
+ * an earlier nextEvent (already received or arriving within the timeout).
+ * opts: a timeout in ms (default 2000) or { timeout, where(payload) }.
+ */
+function nextEvent(socket, name, opts) {
+  const { timeout, where } = waitOpts(opts);
+  const rec = socket[RECORDER];
+  if (!rec) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket.off(name, handler);
+        reject(new Error(`no "${name}" within ${timeout} ms`));
+      }, timeout);
+      function handler(...args) {
+        if (!where(...args)) return;
+        clearTimeout(timer);
+        socket.off(name, handler);
+        resolve(args[0]);
+      }
+      socket.on(name, handler);
+    });
+  }
+  const idx = rec.events.findIndex((e) => e.event === name && where(...e.args));
+  if (idx >= 0) {
+    const [e] = rec.events.splice(idx, 1);
+    return Promise.resolve(e.args[0]);
+  }
+  return new Promise((resolve, reject) => {
+    const waiter = { name, where, resolve };
+    rec.waiters.push(waiter);
+    setTimeout(() => {
+      const i = rec.waiters.indexOf(waiter);
+      if (i < 0) return;
+      rec.waiters.splice(i, 1);
+      const seen = rec.events.map((e) => e.event).join(', ') || 'nothing';
+      reject(new Error(`no "${name}" within ${timeout} ms (socket has unclaimed: ${seen})`));
+    }, timeout);
+  });
+}
+
+/**
+ * Asserts that no `name` event (matching opts.where, if given) is waiting
+ * unclaimed on the socket or arrives within ms.
+ */
+async function noEvent(socket, name, ms = 300, opts = {}) {
+  const where = opts.where || (() => true);
+  const rec = socket[RECORDER];
+  if (!rec) {
+    let got = null;
+    const handler = (...args) => {
+      if (where(...args)) got = args;
+    };
+    socket.on(name, handler);
+    await sleep(ms);
+    socket.off(name, handler);
+    assert.equal(got, null, `unexpected "${name}": ${JSON.stringify(got)}`);
+    return;
+  }
+  const check = () => {
+    const hit = rec.events.find((e) => e.event === name && where(...e.args));
+    if (hit) assert.fail(`unexpected "${name}": ${JSON.stringify(hit.args[0])}`);
+  };
+  check();
+  await sleep(ms);
+  check();
+}
+
+/** Unclaimed recorded events of `name` (or all) on the socket, oldest first. */
+function eventsOf(socket, name) {
+  const rec = socket[RECORDER];
+  return rec.events.filter((e) => name === undefined || e.event === name).map((e) => (name === undefined ? e : e.args[0]));
+}
+
+/** Forgets recorded events of `name` (or all). */
+function clearEvents(socket, name) {
+  const rec = socket[RECORDER];
+  if (!rec) return;
+  rec.events = rec.events.filter((e) => name !== undefined && e.event !== name);
+}
+
+/** Resolves when the socket is disconnected, with the reason. */
+function disconnected(socket, timeoutMs = 3000) {
+  return nextEvent(socket, 'disconnect', timeoutMs);
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------
+
+/**
+ * fetch wrapper: { body } is sent as JSON, { raw } as is; { token } adds
+ * `Authorization: Bearer <token>`. Resolves { status, headers, json, text }.
+ */
+async function http(method, url, { body, raw, token, headers = {}, timeoutMs = 5000 } = {}) {
+  const h = { ...headers };
+  let payload;
+  if (body !== undefined) {
+    payload = JSON.stringify(body);
+    h['content-type'] = h['content-type'] || 'application/json';
+  } else if (raw !== undefined) {
+    payload = raw;
+    h['content-type'] = h['content-type'] || 'application/json';
+  }
+  if (token !== undefined) h.authorization = `Bearer ${token}`;
+  const res = await fetch(url, { method, headers: h, body: payload, signal: AbortSignal.timeout(timeoutMs) });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text === '' ? null : JSON.parse(text);
+  } catch {
+    json = null;
+  }
+  return { status: res.status, headers: res.headers, json, text };
+}
+
+// ---------------------------------------------------------------------------
+// Assertions and small utilities
+// ---------------------------------------------------------------------------
+
+/** Asserts that obj is a plain object with exactly these keys. */
+function assertKeys(obj, keys, what = 'object') {
+  assert.ok(obj && typeof obj === 'object' && !Array.isArray(obj), `${what} must be an object, got ${JSON.stringify(obj)}`);
+  assert.deepEqual(Object.keys(obj).sort(), [...keys].sort(), `${what} keys: ${JSON.stringify(obj)}`);
+}
+
+const VIEWER_KEYS = ['agentId', 'agentName', 'status', 'since', 'typingStartedAt'];
+
+/** Asserts the shape of one viewer object. */
+function assertViewer(v) {
+  assertKeys(v, VIEWER_KEYS, 'viewer');
+  assert.equal(typeof v.agentId, 'string');
+  assert.equal(typeof v.agentName, 'string');
+  assert.ok(v.status === 'viewing' || v.status === 'typing', `status ${v.status}`);
+  assert.ok(Number.isInteger(v.since), `since ${v.since}`);
+  if (v.status === 'viewing') assert.equal(v.typingStartedAt, null);
+  else assert.ok(Number.isInteger(v.typingStartedAt), `typingStartedAt ${v.typingStartedAt}`);
+}
+
+/** Asserts a viewer list: valid viewers ordered by since, then agentId. */
+function assertViewerList(list) {
+  assert.ok(Array.isArray(list), `viewers must be an array: ${JSON.stringify(list)}`);
+  list.forEach(assertViewer);
+  for (let i = 1; i < list.length; i++) {
+    const a = list[i - 1];
+    const b = list[i];
+    const ordered = a.since < b.since || (a.since === b.since && a.agentId < b.agentId);
+    assert.ok(ordered, `viewers not ordered by since, then agentId: ${JSON.stringify(list)}`);
+  }
+}
+
+/** Asserts an ack is { ok: false, error: { code, message } } with this code. */
+function assertAckError(ack, code) {
+  assertKeys(ack, ['ok', 'error'], 'failure ack');
+  assert.equal(ack.ok, false);
+  assertKeys(ack.error, ['code', 'message'], 'ack error');
+  assert.equal(ack.error.code, code, `expected ${code}, got ${JSON.stringify(ack.error)}`);
+  assert.equal(typeof ack.error.message, 'string');
+  assert.ok(ack.error.message.length > 0, 'error message must not be empty');
+}
+
+/** Asserts an HTTP reply is the error envelope { error: { code, message } } with this status and code. */
+function assertHttpError(res, status, code) {
+  assert.equal(res.status, status, `expected ${status} ${code}, got ${res.status} ${res.text}`);
+  assertKeys(res.json, ['error'], 'error envelope');
+  assertKeys(res.json.error, ['code', 'message'], 'error');
+  assert.equal(res.json.error.code, code, res.text);
+  assert.equal(typeof res.json.error.message, 'string');
+  assert.match(res.headers.get('content-type') || '', /application\/json/);
+}
+
+let uidCounter = 0;
+/** A unique identifier for this process: prefix-<pid>-<n>. */
+function uid(prefix = 'id') {
+  uidCounter += 1;
+  return `${prefix}-${process.pid}-${uidCounter}`;
+}
+
+/** Polls fn() until it returns a truthy value; fails after timeoutMs. */
+async function eventually(fn, { timeoutMs = 3000, intervalMs = 50, message = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`${message} not met within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+module.exports = {
+  TARGET,
+  isPeer,
+  isRust,
+  PEER_DIR,
+  SWITCHBOARD_BIN,
+  TRANSPORTS,
+  sleep,
+  freePort,
+  rustFlags,
+  startServer,
+  spawnProcess,
+  runToExit,
+  connect,
+  closeAllSockets,
+  NO_PAYLOAD,
+  emitAck,
+  nextEvent,
+  noEvent,
+  eventsOf,
+  clearEvents,
+  disconnected,
+  http,
+  assertKeys,
+  assertViewer,
+  assertViewerList,
+  assertAckError,
+  assertHttpError,
+  VIEWER_KEYS,
+  uid,
+  eventually,
+};
