@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{self, ClusterLink};
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::outbox::Outbox;
@@ -48,8 +49,20 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         .max_buffer_size(SOCKET_BUFFER)
         .build_layer();
     let (outbox, outbox_task) = Outbox::start(io.clone());
-    let hub = Hub::new(config.clone(), node_id(), io.clone(), outbox);
+    let node_id = node_id();
+    let (cluster, cluster_start) = match &config.redis_url {
+        Some(url) => {
+            let (link, start) = ClusterLink::new(node_id.clone(), url).map_err(io::Error::other)?;
+            (Some(link), Some(start))
+        }
+        None => (None, None),
+    };
+    let hub = Hub::new(config.clone(), node_id, io.clone(), outbox, cluster);
     realtime::attach(&io, hub.clone());
+    let stop_cluster = CancellationToken::new();
+    let cluster_tasks = cluster_start
+        .map(|start| cluster::start(&hub, start, &stop_cluster))
+        .unwrap_or_default();
 
     let public_addr = listeners.public.local_addr()?;
     let internal_addr = listeners.internal.local_addr()?;
@@ -81,13 +94,19 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
             report("http server", server.await);
         }
         hub.outbox.flush().await;
+        // The sockets' disconnects are queued for the other nodes; `Bye`
+        // follows them, so the others know this node left on purpose.
+        if let Some(cluster) = hub.cluster() {
+            cluster.leave().await;
+        }
     };
     if tokio::time::timeout(config.shutdown_timeout, graceful).await.is_err() {
         tracing::warn!(timeout = ?config.shutdown_timeout, "graceful shutdown timed out");
     }
     stop_timers.cancel();
-    for timer in timers {
-        report("timer", timer.await.map(Ok));
+    stop_cluster.cancel();
+    for task in timers.into_iter().chain(cluster_tasks) {
+        report("background task", task.await.map(Ok));
     }
     outbox_task.abort();
     tracing::info!("stopped");

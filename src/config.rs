@@ -320,11 +320,8 @@ impl Config {
                 ),
             ));
         }
-        if config.redis_url.is_some() {
-            return Err(err(
-                "redis_url",
-                "multi-instance mode (Redis) is not available in this version yet",
-            ));
+        if let Some(url) = &config.redis_url {
+            redis::Client::open(url.as_str()).map_err(|e| err("redis_url", format!("{e}")))?;
         }
         Ok(config)
     }
@@ -460,7 +457,10 @@ mod tests {
         for (key, default, _) in KEYS {
             assert!(text.contains(&format!("{key} =")), "{key} is not in the example");
             if !matches!(*default, "none" | "any") {
-                assert!(text.contains(default), "{key}'s default {default} is not in the example");
+                assert!(
+                    text.contains(default),
+                    "{key}'s default {default} is not in the example"
+                );
             }
         }
         let c = load(&["--config", path]).unwrap();

@@ -5,15 +5,21 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use socketioxide::SocketIo;
+use socketioxide::socket::Sid;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use crate::cluster::ClusterLink;
+use crate::cluster::messages::NodeCounts;
 use crate::config::Config;
 use crate::error::ClientError;
 use crate::ids::EntityType;
 use crate::metrics::{Metrics, Snapshot};
 use crate::outbox::Outbox;
-use crate::presence::{PresenceEvent, PresenceRules, PresenceStats, ViewerRegistry};
+use crate::presence::{
+    LeaveReason, Origin, PresenceEvent, PresenceOp, PresenceRules, PresenceStats, SocketPresence, ViewerRegistry,
+    ViewerView,
+};
 use crate::realtime::notify;
 use crate::timelines::{TimelineRegistry, TimelineStats};
 
@@ -30,6 +36,8 @@ pub struct Shared {
     pub io: SocketIo,
     pub outbox: Outbox,
     pub metrics: Metrics,
+    /// The other nodes, when Redis is configured.
+    cluster: Option<ClusterLink>,
     presence: Mutex<ViewerRegistry>,
     timelines: Mutex<TimelineRegistry>,
     /// Woken when a typing deadline is set, so the expiry task re-plans.
@@ -54,7 +62,7 @@ impl std::ops::Deref for Hub {
 }
 
 impl Hub {
-    pub fn new(config: Config, node_id: String, io: SocketIo, outbox: Outbox) -> Self {
+    pub fn new(config: Config, node_id: String, io: SocketIo, outbox: Outbox, cluster: Option<ClusterLink>) -> Self {
         let rules = PresenceRules {
             typing_timeout_ms: config.typing_timeout.as_millis() as u64,
             stale_after_ms: config.stale_after.as_millis() as u64,
@@ -68,6 +76,7 @@ impl Hub {
                 io,
                 outbox,
                 metrics: Metrics::new(),
+                cluster,
                 presence: Mutex::new(ViewerRegistry::new(rules)),
                 timelines: Mutex::new(timelines),
                 typing_changed: Notify::new(),
@@ -75,6 +84,56 @@ impl Hub {
                 serving: AtomicBool::new(false),
                 config,
             }),
+        }
+    }
+
+    /// Applies a presence change made on this node: the registry, then the
+    /// deliveries and the replication, queued under the lock so that both
+    /// keep the order of the changes.
+    pub fn apply_local(&self, op: PresenceOp) -> Result<Option<Vec<ViewerView>>, ClientError> {
+        let mut registry = lock(&self.presence);
+        let (viewers, events) = registry.apply(&op, Origin::Local)?;
+        self.deliver(events);
+        if let Some(cluster) = &self.cluster {
+            cluster.send(crate::cluster::messages::Message::Presence { change: op });
+        }
+        Ok(viewers)
+    }
+
+    /// Replays a change another node made; its events reach local sockets.
+    pub fn apply_remote(&self, op: &PresenceOp) {
+        let mut registry = lock(&self.presence);
+        match registry.apply(op, Origin::Remote) {
+            Ok((_, events)) => self.deliver(events),
+            Err(e) => tracing::debug!(error = %e, ?op, "replicated change does not apply here"),
+        }
+        self.typing_changed.notify_one();
+    }
+
+    /// Makes another node's sockets what its snapshot says: `gone` sockets
+    /// are disconnected, the others synced.
+    pub fn apply_snapshot(&self, gone: &[Sid], presence: &[SocketPresence]) {
+        let mut registry = lock(&self.presence);
+        for sid in gone {
+            let events = registry.disconnect(*sid, LeaveReason::Disconnected);
+            self.deliver(events);
+        }
+        let mut by_socket: Vec<&SocketPresence> = presence.iter().collect();
+        by_socket.sort_by_key(|p| p.sid);
+        for group in by_socket.chunk_by(|a, b| a.sid == b.sid) {
+            let entries: Vec<SocketPresence> = group.iter().map(|p| (*p).clone()).collect();
+            let events = registry.sync_socket(entries[0].sid, &entries);
+            self.deliver(events);
+        }
+        self.typing_changed.notify_one();
+    }
+
+    /// Removes sockets of another node (gone or lost) from presence.
+    pub fn remove_sockets(&self, sids: impl Iterator<Item = Sid>, reason: LeaveReason) {
+        let mut registry = lock(&self.presence);
+        for sid in sids {
+            let events = registry.disconnect(sid, reason);
+            self.deliver(events);
         }
     }
 
@@ -86,10 +145,33 @@ impl Hub {
     ) -> Result<T, ClientError> {
         let mut registry = lock(&self.presence);
         let (value, events) = f(&mut registry)?;
+        self.deliver(events);
+        Ok(value)
+    }
+
+    /// Reads the registry under its lock.
+    pub fn with_registry<T>(&self, f: impl FnOnce(&ViewerRegistry) -> T) -> T {
+        f(&lock(&self.presence))
+    }
+
+    fn deliver(&self, events: Vec<PresenceEvent>) {
         for event in events {
             self.outbox.push(notify::delivery(event));
         }
-        Ok(value)
+    }
+
+    pub fn cluster(&self) -> Option<&ClusterLink> {
+        self.cluster.as_ref()
+    }
+
+    /// This node's own figures, as told to the others.
+    pub fn node_counts(&self) -> NodeCounts {
+        let timelines = lock(&self.timelines);
+        NodeCounts {
+            connections: self.connections.load(Ordering::Relaxed),
+            timeline_subscriptions: timelines.stats().subscriptions,
+            timeline_rooms: timelines.rooms().map(|k| k.room()).collect(),
+        }
     }
 
     pub fn timelines(&self) -> MutexGuard<'_, TimelineRegistry> {
@@ -125,12 +207,30 @@ impl Hub {
         self.connections.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// This node's figures: in a cluster the registry holds everyone's
+    /// viewers, so only those with a socket here count.
     pub fn stats(&self) -> NodeStats {
+        let presence = match &self.cluster {
+            None => lock(&self.presence).stats(),
+            Some(_) => {
+                let local: std::collections::HashSet<Sid> = self
+                    .io
+                    .of("/")
+                    .map(|ns| ns.sockets().iter().map(|s| s.id).collect())
+                    .unwrap_or_default();
+                lock(&self.presence).stats_where(|sid| local.contains(&sid))
+            }
+        };
         NodeStats {
             connections: self.connections.load(Ordering::Relaxed),
-            presence: lock(&self.presence).stats(),
+            presence,
             timelines: lock(&self.timelines).stats(),
         }
+    }
+
+    /// Viewers of the whole cluster (or of this node alone).
+    pub fn presence_stats(&self) -> PresenceStats {
+        lock(&self.presence).stats()
     }
 
     pub fn viewers(&self, ticket: &crate::ids::TicketId) -> Vec<crate::presence::ViewerView> {

@@ -23,6 +23,7 @@
 pub mod app;
 pub mod background;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod hub;

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
+use crate::cluster::messages::Message;
 use crate::hub::Hub;
 use crate::ids::{ItemId, TicketId};
 use error::{ApiError, Result};
@@ -78,6 +79,9 @@ async fn health() -> impl IntoResponse {
 async fn ready(State(hub): State<Hub>) -> Result<impl IntoResponse> {
     if !hub.is_serving() {
         return Err(ApiError::NotReady("not serving".into()));
+    }
+    if hub.cluster().is_some_and(|c| !c.is_up()) {
+        return Err(ApiError::NotReady("redis is not reachable".into()));
     }
     Ok(axum::Json(json!({ "status": "ready" })))
 }
@@ -160,25 +164,45 @@ async fn batch(State(hub): State<Hub>, body: Body) -> Result<Response> {
     for p in &events {
         hub.check_entity_type(&p.key.entity_type)?;
     }
+    let mut reached_all = true;
     for p in &events {
-        deliver(&hub, p).await;
+        reached_all &= deliver(&hub, p).await;
     }
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": events.len() }))).into_response())
+    let mut reply = json!({ "accepted": events.len() });
+    if !reached_all {
+        reply["partial"] = Value::Bool(true);
+    }
+    Ok((StatusCode::ACCEPTED, axum::Json(reply)).into_response())
 }
 
 async fn deliver_one(hub: &Hub, p: Publish) -> Result<Response> {
     hub.check_entity_type(&p.key.entity_type)?;
-    deliver(hub, &p).await;
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "delivered": true }))).into_response())
+    let mut reply = json!({ "delivered": true });
+    if !deliver(hub, &p).await {
+        reply["partial"] = Value::Bool(true);
+    }
+    Ok((StatusCode::ACCEPTED, axum::Json(reply)).into_response())
 }
 
-async fn deliver(hub: &Hub, p: &Publish) {
+/// Delivers to this node's subscribers, then sends it to the other nodes;
+/// false when the other nodes could not be reached (Redis is down).
+async fn deliver(hub: &Hub, p: &Publish) -> bool {
     hub.metrics.published(p.kind);
+    let room = p.key.room();
+    if let Some(cluster) = hub.cluster() {
+        cluster.send(Message::Publish {
+            room: room.clone(),
+            event: p.event.to_string(),
+            payload: p.payload.clone(),
+        });
+    }
     // No namespace once the server is closing: nobody is left to tell.
-    let Some(ns) = hub.io.of("/") else { return };
-    if let Err(e) = ns.to(p.key.room()).emit(p.event, &p.payload).await {
+    if let Some(ns) = hub.io.of("/")
+        && let Err(e) = ns.to(room).emit(p.event, &p.payload).await
+    {
         tracing::warn!(room = %p.key.room(), error = %e, "timeline publish not delivered to every socket");
     }
+    hub.cluster().is_none_or(|c| c.is_up())
 }
 
 async fn viewers(State(hub): State<Hub>, path: Segments) -> Result<impl IntoResponse> {
@@ -189,11 +213,24 @@ async fn viewers(State(hub): State<Hub>, path: Segments) -> Result<impl IntoResp
 
 async fn stats(State(hub): State<Hub>) -> impl IntoResponse {
     let s = hub.stats();
-    axum::Json(json!({
+    let mut body = json!({
         "nodeId": hub.node_id,
         "uptimeSeconds": hub.clock.uptime_seconds(),
         "connections": s.connections,
         "tickets": { "watched": s.presence.tickets, "viewers": s.presence.viewers },
         "timelines": { "rooms": s.timelines.rooms, "subscriptions": s.timelines.subscriptions },
-    }))
+    });
+    if let Some(cluster) = hub.cluster() {
+        // Presence is replicated: the registry already holds the whole
+        // cluster's viewers, each agent x ticket once.
+        let c = cluster.counts(hub.node_counts());
+        let all = hub.presence_stats();
+        body["cluster"] = json!({
+            "nodes": c.nodes,
+            "connections": c.connections,
+            "tickets": { "watched": all.tickets, "viewers": all.viewers },
+            "timelines": { "rooms": c.timeline_rooms, "subscriptions": c.timeline_subscriptions },
+        });
+    }
+    axum::Json(body)
 }

@@ -13,12 +13,12 @@ mod registry;
 #[cfg(test)]
 mod tests;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use socketioxide::socket::Sid;
 
 use crate::ids::{AgentId, AgentName, TicketId};
 
-pub use registry::{PresenceRules, ViewerRegistry};
+pub use registry::{Applied, Origin, PresenceRules, ViewerRegistry};
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -103,6 +103,66 @@ pub enum PresenceEvent {
         reason: LeaveReason,
         except: Vec<Sid>,
     },
+}
+
+/// A change to presence made on one node; replayed as is on the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum PresenceOp {
+    View {
+        sid: Sid,
+        ticket: TicketId,
+        agent: AgentId,
+        name: AgentName,
+        at: Millis,
+    },
+    Typing {
+        sid: Sid,
+        ticket: TicketId,
+        agent: AgentId,
+        at: Millis,
+    },
+    StopTyping {
+        sid: Sid,
+        ticket: TicketId,
+        agent: AgentId,
+        at: Millis,
+    },
+    Leave {
+        sid: Sid,
+        ticket: TicketId,
+        agent: AgentId,
+    },
+    Disconnect {
+        sid: Sid,
+    },
+}
+
+impl PresenceOp {
+    /// The socket the change is about.
+    pub fn sid(&self) -> Sid {
+        match self {
+            Self::View { sid, .. }
+            | Self::Typing { sid, .. }
+            | Self::StopTyping { sid, .. }
+            | Self::Leave { sid, .. }
+            | Self::Disconnect { sid } => *sid,
+        }
+    }
+}
+
+/// One socket's view of one ticket, as a node tells the others in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketPresence {
+    pub sid: Sid,
+    pub ticket: TicketId,
+    pub agent: AgentId,
+    pub name: AgentName,
+    /// The viewer's `since` and last activity.
+    pub since: Millis,
+    pub last_activity: Millis,
+    /// This socket's typing start and timeout, when it types.
+    pub typing: Option<(Millis, Millis)>,
 }
 
 /// Counts for `/v1/stats` and metrics.

@@ -2,7 +2,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use socketioxide::socket::Sid;
 
-use super::{LeaveReason, Millis, PresenceEvent, PresenceStats, ViewerStatus, ViewerView};
+use super::{LeaveReason, Millis, PresenceEvent, PresenceOp, PresenceStats, SocketPresence, ViewerStatus, ViewerView};
+
+/// A view's viewer list (for its ack) and the events a change caused.
+pub type Applied = (Option<Vec<ViewerView>>, Vec<PresenceEvent>);
 use crate::error::ClientError;
 use crate::ids::{AgentId, AgentName, TicketId};
 
@@ -12,6 +15,13 @@ pub struct PresenceRules {
     pub typing_timeout_ms: Millis,
     pub stale_after_ms: Millis,
     pub max_tickets_per_socket: usize,
+}
+
+/// Where a change was made: on this node, or on another one and replicated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Local,
+    Remote,
 }
 
 /// Viewers of every ticket on this node, and the tickets of every socket.
@@ -92,9 +102,25 @@ impl ViewerRegistry {
         name: &AgentName,
         now: Millis,
     ) -> Result<(Vec<ViewerView>, Vec<PresenceEvent>), ClientError> {
+        self.view_from(Origin::Local, sid, ticket, agent, name, now, now)
+    }
+
+    /// A view as made on `origin`; a viewer's `since` is the earliest `since`
+    /// any of its sockets brings. Per-socket limits are the origin's to check.
+    #[allow(clippy::too_many_arguments)]
+    fn view_from(
+        &mut self,
+        origin: Origin,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        name: &AgentName,
+        now: Millis,
+        since: Millis,
+    ) -> Result<(Vec<ViewerView>, Vec<PresenceEvent>), ClientError> {
         let current = self.sockets.get(&sid).and_then(|t| t.get(ticket)).cloned();
         let socket_tickets = self.sockets.get(&sid).map_or(0, HashMap::len);
-        if current.is_none() && socket_tickets >= self.rules.max_tickets_per_socket {
+        if origin == Origin::Local && current.is_none() && socket_tickets >= self.rules.max_tickets_per_socket {
             return Err(ClientError::LimitExceeded(format!(
                 "at most {} tickets per connection",
                 self.rules.max_tickets_per_socket
@@ -111,7 +137,8 @@ impl ViewerRegistry {
             .get_mut(ticket)
             .and_then(|v| v.get_mut(agent))
             .map(|viewer| {
-                viewer.last_activity = now;
+                viewer.last_activity = viewer.last_activity.max(now);
+                viewer.since = viewer.since.min(since);
                 let renamed = viewer.name != *name;
                 viewer.name = name.clone();
                 (renamed, !viewer.sockets.contains_key(&sid))
@@ -121,7 +148,7 @@ impl ViewerRegistry {
                 let others = self.list(ticket);
                 let viewer = Viewer {
                     name: name.clone(),
-                    since: now,
+                    since,
                     last_activity: now,
                     sockets: HashMap::new(),
                 };
@@ -141,7 +168,7 @@ impl ViewerRegistry {
                     ticket: ticket.clone(),
                     agent: agent.clone(),
                     name: name.clone(),
-                    since: now,
+                    since,
                     except: vec![sid],
                 });
                 events.push(self.viewers_updated(ticket));
@@ -183,25 +210,42 @@ impl ViewerRegistry {
         now: Millis,
     ) -> Result<Vec<PresenceEvent>, ClientError> {
         self.check_viewing(sid, ticket, agent)?;
-        let deadline = now + self.rules.typing_timeout_ms;
+        let mut events = Vec::new();
+        self.set_typing(sid, ticket, agent, now, now + self.rules.typing_timeout_ms, &mut events);
+        Ok(events)
+    }
+
+    /// The socket types since `started` (unless it already did) until
+    /// `deadline`; tells the room when the viewer starts typing.
+    fn set_typing(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        started: Millis,
+        deadline: Millis,
+        events: &mut Vec<PresenceEvent>,
+    ) {
         let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
-            return Err(not_viewing(ticket, agent));
+            return;
         };
-        viewer.last_activity = now;
+        // Typing renewed at `deadline - typing_timeout` is activity then.
+        viewer.last_activity = viewer
+            .last_activity
+            .max(deadline.saturating_sub(self.rules.typing_timeout_ms));
         let was_typing = viewer.is_typing();
         let socket = viewer.sockets.entry(sid).or_default();
         let started = match socket.typing.take() {
-            Some((started, old_deadline)) => {
+            Some((first, old_deadline)) => {
                 self.typing_deadlines
                     .remove(&(old_deadline, ticket.clone(), agent.clone(), sid));
-                started
+                first.min(started)
             }
-            None => now,
+            None => started,
         };
         socket.typing = Some((started, deadline));
         self.typing_deadlines
             .insert((deadline, ticket.clone(), agent.clone(), sid));
-        let mut events = Vec::new();
         if !was_typing {
             events.push(PresenceEvent::AgentTyping {
                 ticket: ticket.clone(),
@@ -211,7 +255,6 @@ impl ViewerRegistry {
             });
             events.push(self.viewers_updated(ticket));
         }
-        Ok(events)
     }
 
     /// `ticket:stop_typing`: the socket's agent stops typing.
@@ -239,8 +282,9 @@ impl ViewerRegistry {
         Ok(events)
     }
 
-    /// The socket is gone: every ticket it viewed is left.
-    pub fn disconnect(&mut self, sid: Sid) -> Vec<PresenceEvent> {
+    /// The socket is gone (`Disconnected`, or `NodeLost` with its node):
+    /// every ticket it viewed is left.
+    pub fn disconnect(&mut self, sid: Sid, reason: LeaveReason) -> Vec<PresenceEvent> {
         let mut events = Vec::new();
         let Some(views) = self.sockets.get(&sid) else {
             return events;
@@ -248,7 +292,7 @@ impl ViewerRegistry {
         let mut views: Vec<(TicketId, AgentId)> = views.iter().map(|(t, a)| (t.clone(), a.clone())).collect();
         views.sort();
         for (ticket, agent) in views {
-            self.leave_socket(sid, &ticket, &agent, LeaveReason::Disconnected, &mut events);
+            self.leave_socket(sid, &ticket, &agent, reason, &mut events);
         }
         self.sockets.remove(&sid);
         events
@@ -267,6 +311,96 @@ impl ViewerRegistry {
             self.clear_typing(sid, &ticket, &agent, &mut events);
         }
         events
+    }
+
+    /// Applies one change; returns the viewer list for a view's ack, and the
+    /// events to deliver. Remote changes replay what another node did.
+    pub fn apply(&mut self, op: &PresenceOp, origin: Origin) -> Result<Applied, ClientError> {
+        Ok(match op {
+            PresenceOp::View {
+                sid,
+                ticket,
+                agent,
+                name,
+                at,
+            } => {
+                let (viewers, events) = self.view_from(origin, *sid, ticket, agent, name, *at, *at)?;
+                (Some(viewers), events)
+            }
+            PresenceOp::Typing { sid, ticket, agent, at } => (None, self.typing(*sid, ticket, agent, *at)?),
+            PresenceOp::StopTyping { sid, ticket, agent, at } => (None, self.stop_typing(*sid, ticket, agent, *at)?),
+            PresenceOp::Leave { sid, ticket, agent } => (None, self.leave(*sid, ticket, agent)?),
+            PresenceOp::Disconnect { sid } => (None, self.disconnect(*sid, LeaveReason::Disconnected)),
+        })
+    }
+
+    /// What one socket views, as replicated in a node's snapshot.
+    pub fn socket_presence(&self, sid: Sid) -> Vec<SocketPresence> {
+        let Some(views) = self.sockets.get(&sid) else {
+            return Vec::new();
+        };
+        let mut entries: Vec<SocketPresence> = views
+            .iter()
+            .filter_map(|(ticket, agent)| {
+                let viewer = self.tickets.get(ticket)?.get(agent)?;
+                Some(SocketPresence {
+                    sid,
+                    ticket: ticket.clone(),
+                    agent: agent.clone(),
+                    name: viewer.name.clone(),
+                    since: viewer.since,
+                    last_activity: viewer.last_activity,
+                    typing: viewer.sockets.get(&sid).and_then(|s| s.typing),
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| a.ticket.cmp(&b.ticket));
+        entries
+    }
+
+    /// Makes a remote socket's presence what its node says it is (after a
+    /// snapshot): tickets it no longer views are left, the others viewed,
+    /// with their typing state.
+    pub fn sync_socket(&mut self, sid: Sid, entries: &[SocketPresence]) -> Vec<PresenceEvent> {
+        let mut events = Vec::new();
+        let stale: Vec<(TicketId, AgentId)> = self
+            .sockets
+            .get(&sid)
+            .map(|views| {
+                views
+                    .iter()
+                    .filter(|(t, a)| !entries.iter().any(|e| &e.ticket == *t && &e.agent == *a))
+                    .map(|(t, a)| (t.clone(), a.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (ticket, agent) in stale {
+            self.leave_socket(sid, &ticket, &agent, LeaveReason::Left, &mut events);
+        }
+        for e in entries {
+            match self.view_from(
+                Origin::Remote,
+                sid,
+                &e.ticket,
+                &e.agent,
+                &e.name,
+                e.last_activity,
+                e.since,
+            ) {
+                Ok((_, more)) => events.extend(more),
+                Err(_) => continue,
+            }
+            match e.typing {
+                Some((started, deadline)) => self.set_typing(sid, &e.ticket, &e.agent, started, deadline, &mut events),
+                None => self.clear_typing(sid, &e.ticket, &e.agent, &mut events),
+            }
+        }
+        events
+    }
+
+    /// Every socket this registry knows.
+    pub fn sids(&self) -> impl Iterator<Item = Sid> + '_ {
+        self.sockets.keys().copied()
     }
 
     /// When the next typing timeout falls due, if any socket types.
@@ -309,6 +443,21 @@ impl ViewerRegistry {
             tickets: self.tickets.len(),
             viewers: self.tickets.values().map(HashMap::len).sum(),
         }
+    }
+
+    /// Counts only viewers with at least one socket for which `local` holds
+    /// (this node's share of a replicated registry).
+    pub fn stats_where(&self, local: impl Fn(Sid) -> bool) -> PresenceStats {
+        let mut stats = PresenceStats::default();
+        for viewers in self.tickets.values() {
+            let here = viewers
+                .values()
+                .filter(|v| v.sockets.keys().any(|sid| local(*sid)))
+                .count();
+            stats.viewers += here;
+            stats.tickets += usize::from(here > 0);
+        }
+        stats
     }
 
     fn check_viewing(&self, sid: Sid, ticket: &TicketId, agent: &AgentId) -> Result<(), ClientError> {

@@ -320,12 +320,12 @@ fn leave_tells_the_rest_and_disconnect_waits_for_the_last_tab() {
     r.view(tab1, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
     r.view(tab2, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
     r.view(bob, &t("1"), &a("8"), &n("Bob"), 0).unwrap();
-    let events = r.disconnect(tab1);
+    let events = r.disconnect(tab1, LeaveReason::Disconnected);
     assert_eq!(kinds(&events), ["leave"], "the agent still views from tab 2");
     let events = r.leave(tab2, &t("1"), &a("7")).unwrap();
     assert_eq!(kinds(&events), ["leave", "agent:left", "viewers:updated"]);
     assert_eq!(left_reason(&events), Some(LeaveReason::Left));
-    let events = r.disconnect(bob);
+    let events = r.disconnect(bob, LeaveReason::Disconnected);
     assert_eq!(left_reason(&events), Some(LeaveReason::Disconnected));
     assert_eq!(r.stats(), PresenceStats::default());
 }
@@ -368,5 +368,5 @@ fn stale_viewers_are_swept_and_their_sockets_told() {
 #[test]
 fn disconnect_of_unknown_socket_is_a_no_op() {
     let mut r = registry();
-    assert!(r.disconnect(sid()).is_empty());
+    assert!(r.disconnect(sid(), LeaveReason::Disconnected).is_empty());
 }

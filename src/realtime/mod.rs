@@ -21,6 +21,7 @@ use socketioxide::socket::{DisconnectReason, Sid, Socket};
 use crate::error::ClientError;
 use crate::hub::Hub;
 use crate::outbox::Delivery;
+use crate::presence::PresenceOp;
 use crate::rate_limit::TokenBucket;
 use requests::{EventName, Request};
 
@@ -137,20 +138,40 @@ fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
     let now = hub.clock.now_ms();
     match request {
         Request::View { ticket, agent, name } => {
-            let viewers = hub.with_presence(|r| r.view(sid, &ticket, &agent, &name, now))?;
-            Ok(json!({ "ok": true, "ticketId": ticket, "viewers": viewers }))
+            let viewers = hub.apply_local(PresenceOp::View {
+                sid,
+                ticket: ticket.clone(),
+                agent,
+                name,
+                at: now,
+            })?;
+            Ok(json!({ "ok": true, "ticketId": ticket, "viewers": viewers.unwrap_or_default() }))
         }
         Request::Typing { ticket, agent } => {
-            hub.with_presence(|r| r.typing(sid, &ticket, &agent, now).map(|e| ((), e)))?;
+            hub.apply_local(PresenceOp::Typing {
+                sid,
+                ticket: ticket.clone(),
+                agent,
+                at: now,
+            })?;
             hub.typing_changed.notify_one();
             Ok(json!({ "ok": true, "ticketId": ticket }))
         }
         Request::StopTyping { ticket, agent } => {
-            hub.with_presence(|r| r.stop_typing(sid, &ticket, &agent, now).map(|e| ((), e)))?;
+            hub.apply_local(PresenceOp::StopTyping {
+                sid,
+                ticket: ticket.clone(),
+                agent,
+                at: now,
+            })?;
             Ok(json!({ "ok": true, "ticketId": ticket }))
         }
         Request::Leave { ticket, agent } => {
-            hub.with_presence(|r| r.leave(sid, &ticket, &agent).map(|e| ((), e)))?;
+            hub.apply_local(PresenceOp::Leave {
+                sid,
+                ticket: ticket.clone(),
+                agent,
+            })?;
             Ok(json!({ "ok": true, "ticketId": ticket }))
         }
         Request::Subscribe(key) => {
@@ -186,7 +207,7 @@ fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
 
 async fn on_disconnect(hub: &Hub, sid: Sid, reason: DisconnectReason) {
     tracing::debug!(%sid, ?reason, "socket disconnected");
-    let _ = hub.with_presence(|r| Ok(((), r.disconnect(sid))));
+    let _ = hub.apply_local(PresenceOp::Disconnect { sid });
     hub.timelines().disconnect(sid);
     hub.connection_closed();
     // socketioxide empties the socket's rooms when this handler returns:

@@ -1,0 +1,329 @@
+//! Many nodes as one: presence replicated over one Redis pub/sub channel.
+//!
+//! # Design
+//!
+//! Every node keeps the whole cluster's presence in its own
+//! [`ViewerRegistry`](crate::presence::ViewerRegistry): its own sockets' and,
+//! replicated, everyone else's. A change made on a node is applied there and
+//! published as a [`PresenceOp`]; the other nodes replay it. Each node then
+//! tells **its own** sockets what the change means for them (the registry's
+//! events are delivered to local sockets only). So every client hears each
+//! event exactly once, from the node it is connected to, and the rules
+//! (one viewer per agent across tabs and nodes, warnings, typing, stale
+//! sweep, typing timeouts) run unchanged everywhere.
+//!
+//! Liveness: each node publishes a heartbeat every `node_timeout / 3`
+//! (at most 5 s). A node not heard from for `node_timeout` is lost: the
+//! survivors remove its sockets, and its viewers leave with `node_lost`. A
+//! node that stops gracefully says `Bye` after its sockets' disconnects.
+//!
+//! Recovery: on every (re)subscription a node publishes `Hello` and its
+//! snapshot; every node answers a `Hello` with its own snapshot, and a
+//! snapshot replaces what the others knew of its sender. Timeline rooms
+//! with local subscribers get `timeline:refresh` (`reason: "resync"`).
+//!
+//! Timeline publishes travel the same channel, in the order the internal
+//! API received them; the receiving node also delivers them locally at once,
+//! so a Redis outage only cuts the other nodes off (`partial: true`).
+//!
+//! Nothing is stored in Redis: a node that dies leaves nothing behind.
+
+mod bus;
+pub mod messages;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use socketioxide::socket::Sid;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::Hub;
+use crate::presence::{LeaveReason, PresenceOp, SocketPresence};
+use bus::{Health, Publisher, PublisherQueue};
+use messages::{Envelope, Message, NodeCounts};
+
+/// The Redis channel of the cluster.
+const CHANNEL: &str = "switchboard:cluster";
+
+/// What the hub holds of the cluster: the way out, and what it knows of the
+/// other nodes.
+#[derive(Debug)]
+pub struct ClusterLink {
+    node_id: String,
+    publisher: Publisher,
+    health: Arc<Health>,
+    peers: Mutex<HashMap<String, Peer>>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    last_seen: Instant,
+    sids: HashSet<Sid>,
+    counts: NodeCounts,
+}
+
+/// Cluster-wide figures for `/v1/stats`.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterCounts {
+    pub nodes: usize,
+    pub connections: i64,
+    pub timeline_rooms: usize,
+    pub timeline_subscriptions: usize,
+}
+
+/// Tasks to start once the hub exists.
+pub struct ClusterStart {
+    client: redis::Client,
+    queue: PublisherQueue,
+}
+
+impl ClusterLink {
+    /// A link for `node_id` to the Redis at `url` (not connected yet).
+    pub fn new(node_id: String, url: &str) -> redis::RedisResult<(Self, ClusterStart)> {
+        let client = redis::Client::open(url)?;
+        let (publisher, queue) = bus::publisher();
+        let link = Self {
+            node_id,
+            publisher,
+            health: Arc::new(Health::default()),
+            peers: Mutex::new(HashMap::new()),
+        };
+        Ok((link, ClusterStart { client, queue }))
+    }
+
+    /// Both Redis connections are up.
+    pub fn is_up(&self) -> bool {
+        self.health.is_up()
+    }
+
+    pub fn send(&self, message: Message) {
+        let envelope = Envelope {
+            node: self.node_id.clone(),
+            message,
+        };
+        match serde_json::to_string(&envelope) {
+            Ok(text) => self.publisher.send(text),
+            Err(e) => tracing::error!(error = %e, "cannot encode a cluster message"),
+        }
+    }
+
+    /// Says goodbye and waits until the queue is sent.
+    pub async fn leave(&self) {
+        self.send(Message::Bye);
+        self.publisher.flush().await;
+    }
+
+    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Peer>> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds the live peers' figures to this node's.
+    pub fn counts(&self, own: NodeCounts) -> ClusterCounts {
+        let peers = self.peers();
+        let mut rooms: HashSet<&str> = own.timeline_rooms.iter().map(String::as_str).collect();
+        let mut counts = ClusterCounts {
+            nodes: 1 + peers.len(),
+            connections: own.connections,
+            timeline_rooms: 0,
+            timeline_subscriptions: own.timeline_subscriptions,
+        };
+        for peer in peers.values() {
+            counts.connections += peer.counts.connections;
+            counts.timeline_subscriptions += peer.counts.timeline_subscriptions;
+            rooms.extend(peer.counts.timeline_rooms.iter().map(String::as_str));
+        }
+        counts.timeline_rooms = rooms.len();
+        counts
+    }
+}
+
+/// How often a node says it is alive.
+fn heartbeat_interval(node_timeout: Duration) -> Duration {
+    (node_timeout / 3).clamp(Duration::from_millis(100), Duration::from_secs(5))
+}
+
+/// Starts the Redis connections and the liveness task.
+pub fn start(hub: &Hub, start: ClusterStart, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
+    let Some(link) = hub.cluster() else { return Vec::new() };
+    let heartbeat = heartbeat_interval(hub.config.node_timeout);
+    let silence = (heartbeat * 3).max(Duration::from_secs(3));
+    let publisher = tokio::spawn(bus::run_publisher(
+        start.client.clone(),
+        CHANNEL.to_string(),
+        start.queue,
+        link.health.clone(),
+        stop.clone(),
+    ));
+    let on_connected = {
+        let hub = hub.clone();
+        move || resync(&hub)
+    };
+    let on_message = {
+        let hub = hub.clone();
+        async move |bytes: &[u8]| receive(&hub, bytes).await
+    };
+    let subscriber = tokio::spawn(bus::run_subscriber(
+        start.client,
+        CHANNEL.to_string(),
+        link.health.clone(),
+        silence,
+        stop.clone(),
+        on_connected,
+        on_message,
+    ));
+    let liveness = tokio::spawn(liveness(hub.clone(), heartbeat, stop.clone()));
+    vec![publisher, subscriber, liveness]
+}
+
+/// After (re)subscribing: ask for everyone's state, give ours, and tell
+/// local timeline subscribers they may have missed items.
+fn resync(hub: &Hub) {
+    let Some(link) = hub.cluster() else { return };
+    link.send(Message::Hello);
+    send_snapshot(hub);
+    let rooms: Vec<crate::ids::TimelineKey> = hub.timelines().rooms().cloned().collect();
+    let Some(ns) = hub.io.of("/") else { return };
+    for key in rooms {
+        let payload = json!({ "entityType": key.entity_type, "entityId": key.entity_id, "reason": "resync" });
+        let ns = ns.clone();
+        tokio::spawn(async move {
+            let _ = ns.to(key.room()).emit("timeline:refresh", &payload).await;
+        });
+    }
+}
+
+fn send_snapshot(hub: &Hub) {
+    let Some(link) = hub.cluster() else { return };
+    let local: Vec<Sid> = hub
+        .io
+        .of("/")
+        .map(|ns| ns.sockets().iter().map(|s| s.id).collect())
+        .unwrap_or_default();
+    // Built and queued under the presence lock: it sits in the stream
+    // exactly between the changes before and after it.
+    hub.with_registry(|registry| {
+        let presence: Vec<SocketPresence> = local.iter().flat_map(|sid| registry.socket_presence(*sid)).collect();
+        link.send(Message::Snapshot {
+            presence,
+            counts: hub.node_counts(),
+        });
+    });
+}
+
+/// Handles one message from the channel; true when it is this node's own.
+async fn receive(hub: &Hub, bytes: &[u8]) -> bool {
+    let Some(link) = hub.cluster() else { return false };
+    let envelope: Envelope = match serde_json::from_slice(bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring a malformed cluster message");
+            return false;
+        }
+    };
+    if envelope.node == link.node_id {
+        return true;
+    }
+    let node = envelope.node;
+    {
+        let mut peers = link.peers();
+        let known = peers.contains_key(&node);
+        let peer = peers.entry(node.clone()).or_insert_with(|| Peer {
+            last_seen: Instant::now(),
+            sids: HashSet::new(),
+            counts: NodeCounts::default(),
+        });
+        peer.last_seen = Instant::now();
+        if !known && !matches!(envelope.message, Message::Bye) {
+            tracing::info!(%node, "node joined the cluster");
+        }
+    }
+    match envelope.message {
+        Message::Hello => send_snapshot(hub),
+        Message::Heartbeat { counts } => {
+            if let Some(peer) = link.peers().get_mut(&node) {
+                peer.counts = counts;
+            }
+        }
+        Message::Snapshot { presence, counts } => {
+            let sids: HashSet<Sid> = presence.iter().map(|p| p.sid).collect();
+            let gone: Vec<Sid> = {
+                let mut peers = link.peers();
+                let Some(peer) = peers.get_mut(&node) else { return false };
+                peer.counts = counts;
+                let gone = peer.sids.difference(&sids).copied().collect();
+                peer.sids = sids.clone();
+                gone
+            };
+            hub.apply_snapshot(&gone, &presence);
+        }
+        Message::Presence { change } => {
+            if let Some(peer) = link.peers().get_mut(&node) {
+                match &change {
+                    PresenceOp::Disconnect { sid } => {
+                        peer.sids.remove(sid);
+                    }
+                    other => {
+                        peer.sids.insert(other.sid());
+                    }
+                }
+            }
+            hub.apply_remote(&change);
+        }
+        Message::Publish { room, event, payload } => deliver_publish(hub, room, &event, &payload).await,
+        Message::Bye => {
+            let peer = link.peers().remove(&node);
+            if let Some(peer) = peer {
+                tracing::info!(%node, "node left the cluster");
+                hub.remove_sockets(peer.sids.iter().copied(), LeaveReason::Disconnected);
+            }
+        }
+    }
+    false
+}
+
+async fn deliver_publish(hub: &Hub, room: String, event: &str, payload: &Value) {
+    let Some(ns) = hub.io.of("/") else { return };
+    if let Err(e) = ns.to(room).emit(event, payload).await {
+        tracing::warn!(error = %e, "timeline event from another node not delivered to every socket");
+    }
+}
+
+/// Heartbeats, and the removal of nodes that fell silent.
+async fn liveness(hub: Hub, every: Duration, stop: CancellationToken) {
+    let Some(link) = hub.cluster() else { return };
+    let node_timeout = hub.config.node_timeout;
+    let mut ticks = tokio::time::interval(every.min(Duration::from_secs(1)));
+    let mut last_beat = Instant::now() - every;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if last_beat.elapsed() >= every {
+            link.send(Message::Heartbeat {
+                counts: hub.node_counts(),
+            });
+            last_beat = Instant::now();
+        }
+        let lost: Vec<(String, Peer)> = {
+            let mut peers = link.peers();
+            let silent: Vec<String> = peers
+                .iter()
+                .filter(|(_, p)| p.last_seen.elapsed() > node_timeout)
+                .map(|(n, _)| n.clone())
+                .collect();
+            silent
+                .into_iter()
+                .filter_map(|n| peers.remove(&n).map(|p| (n, p)))
+                .collect()
+        };
+        for (node, peer) in lost {
+            tracing::warn!(%node, sockets = peer.sids.len(), "node lost: no message within node_timeout");
+            hub.remove_sockets(peer.sids.into_iter(), LeaveReason::NodeLost);
+        }
+    }
+}
