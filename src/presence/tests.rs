@@ -370,3 +370,106 @@ fn disconnect_of_unknown_socket_is_a_no_op() {
     let mut r = registry();
     assert!(r.disconnect(sid(), LeaveReason::Disconnected).is_empty());
 }
+
+// Replication: changes made on another node, replayed here.
+
+fn view_op(s: Sid, ticket: &str, agent: &str, name: &str, at: Millis) -> PresenceOp {
+    PresenceOp::View {
+        sid: s,
+        ticket: t(ticket),
+        agent: a(agent),
+        name: n(name),
+        at,
+    }
+}
+
+#[test]
+fn one_agent_on_two_nodes_is_one_viewer_since_its_earliest_view() {
+    let mut r = registry();
+    let (here, there) = (sid(), sid());
+    r.view(here, &t("1"), &a("7"), &n("Ada"), 2000).unwrap();
+    // The other node's view happened earlier but arrives later.
+    let (_, events) = r.apply(&view_op(there, "1", "7", "Ada", 1000), Origin::Remote).unwrap();
+    assert_eq!(
+        kinds(&events),
+        ["join", "viewers:to"],
+        "no agent:joined for a known agent"
+    );
+    let list = r.list(&t("1"));
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].since, 1000);
+}
+
+#[test]
+fn remote_views_are_not_limited_here() {
+    let mut r = registry();
+    let there = sid();
+    for i in 0..5 {
+        assert!(
+            r.apply(&view_op(there, &i.to_string(), "7", "Ada", 0), Origin::Remote)
+                .is_ok()
+        );
+    }
+    assert!(matches!(
+        r.apply(&view_op(sid(), "9", "7", "Ada", 0), Origin::Local).map(|_| ()),
+        Ok(())
+    ));
+}
+
+#[test]
+fn a_lost_node_takes_its_viewers_with_node_lost() {
+    let mut r = registry();
+    let (here, there) = (sid(), sid());
+    r.view(here, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
+    r.apply(&view_op(there, "1", "8", "Bob", 0), Origin::Remote).unwrap();
+    let events = r.disconnect(there, LeaveReason::NodeLost);
+    assert_eq!(left_reason(&events), Some(LeaveReason::NodeLost));
+    let PresenceEvent::AgentLeft { except, .. } = events
+        .iter()
+        .find(|e| matches!(e, PresenceEvent::AgentLeft { .. }))
+        .unwrap()
+    else {
+        unreachable!()
+    };
+    assert!(except.is_empty(), "node_lost goes to the whole room");
+}
+
+#[test]
+fn sync_socket_makes_a_remote_socket_what_its_snapshot_says() {
+    let mut r = registry();
+    let there = sid();
+    r.apply(&view_op(there, "1", "8", "Bob", 0), Origin::Remote).unwrap();
+    r.apply(&view_op(there, "2", "8", "Bob", 0), Origin::Remote).unwrap();
+    let entry = SocketPresence {
+        sid: there,
+        ticket: t("2"),
+        agent: a("8"),
+        name: n("Bob"),
+        since: 0,
+        last_activity: 500,
+        typing: Some((400, 400 + TYPING_MS)),
+    };
+    let events = r.sync_socket(there, &[entry.clone()]);
+    assert_eq!(
+        left_reason(&events),
+        Some(LeaveReason::Left),
+        "ticket 1 is no longer viewed"
+    );
+    assert!(events.iter().any(|e| matches!(e, PresenceEvent::AgentTyping { .. })));
+    assert!(r.list(&t("1")).is_empty());
+    assert_eq!(r.list(&t("2"))[0].typing_started_at, Some(400));
+    assert_eq!(r.socket_presence(there), vec![entry]);
+    // The same snapshot again changes nothing.
+    assert!(r.sync_socket(there, &r.socket_presence(there)).is_empty());
+}
+
+#[test]
+fn local_stats_count_only_viewers_with_a_local_socket() {
+    let mut r = registry();
+    let (here, there) = (sid(), sid());
+    r.view(here, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
+    r.apply(&view_op(there, "1", "8", "Bob", 0), Origin::Remote).unwrap();
+    r.apply(&view_op(there, "2", "8", "Bob", 0), Origin::Remote).unwrap();
+    assert_eq!(r.stats(), PresenceStats { tickets: 2, viewers: 3 });
+    assert_eq!(r.stats_where(|s| s == here), PresenceStats { tickets: 1, viewers: 1 });
+}
