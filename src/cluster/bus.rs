@@ -106,6 +106,23 @@ impl std::fmt::Debug for Outgoing {
 /// The receiving end the publisher task drains.
 pub struct PublisherQueue(mpsc::UnboundedReceiver<Outgoing>);
 
+impl PublisherQueue {
+    /// The texts queued so far (tests replay them on another node).
+    #[cfg(test)]
+    pub fn drain(&mut self) -> Vec<String> {
+        let mut texts = Vec::new();
+        while let Ok(item) = self.0.try_recv() {
+            match item {
+                Outgoing::Text(text) => texts.push(text),
+                Outgoing::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+        texts
+    }
+}
+
 pub fn publisher() -> (Publisher, PublisherQueue) {
     let (tx, rx) = mpsc::unbounded_channel();
     (Publisher { tx }, PublisherQueue(rx))

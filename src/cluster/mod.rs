@@ -30,6 +30,8 @@
 
 mod bus;
 pub mod messages;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
