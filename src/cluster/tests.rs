@@ -82,7 +82,7 @@ async fn a_node_that_says_bye_is_forgotten_with_its_sockets() {
 
 #[tokio::test]
 async fn a_snapshot_replaces_what_was_known_of_its_sender() {
-    let (mut a, mut b) = (node("a"), node("b"));
+    let (mut a, b) = (node("a"), node("b"));
     let (kept, gone) = (Sid::new(), Sid::new());
     a.hub.apply_local(view(kept, "1", "7", "Ada")).unwrap();
     a.hub.apply_local(view(gone, "2", "9", "Cy")).unwrap();

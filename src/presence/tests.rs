@@ -449,7 +449,7 @@ fn sync_socket_makes_a_remote_socket_what_its_snapshot_says() {
         last_activity: 500,
         typing: Some((400, 400 + TYPING_MS)),
     };
-    let events = r.sync_socket(there, &[entry.clone()]);
+    let events = r.sync_socket(there, std::slice::from_ref(&entry));
     assert_eq!(
         left_reason(&events),
         Some(LeaveReason::Left),

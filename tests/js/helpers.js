@@ -575,7 +575,59 @@ async function eventually(fn, { timeoutMs = 3000, intervalMs = 50, message = 'co
   }
 }
 
+// ---------------------------------------------------------------------------
+// Multi-instance (Redis) helpers
+// ---------------------------------------------------------------------------
+
+/**
+ * Starts `count` nodes with the same config (e.g. { redis_url, node_timeout })
+ * one after the other; if one fails to start, stops the ones already started.
+ */
+async function startNodes(count, config = {}, opts = {}) {
+  const nodes = [];
+  try {
+    for (let i = 0; i < count; i++) nodes.push(await startServer(config, opts));
+  } catch (e) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    throw e;
+  }
+  return nodes;
+}
+
+/** Stops every node given (SIGTERM, SIGKILL after 5 s); ignores nodes already gone. */
+async function stopNodes(nodes) {
+  await Promise.all(nodes.filter(Boolean).map((n) => n.stop()));
+}
+
+/** GET /v1/stats of a node (with the bearer token, if given); fails unless 200. */
+async function statsOf(node, token) {
+  const res = await http('GET', `${node.internalUrl}/v1/stats`, { token, timeoutMs: 3000 });
+  assert.equal(res.status, 200, `GET /v1/stats on ${node.internalUrl}: ${res.status} ${res.text}`);
+  return res.json;
+}
+
+/**
+ * Waits until GET /v1/stats on every node reports `cluster.nodes === n`
+ * (polling every 100 ms; fails after timeoutMs with the last figures seen).
+ */
+async function waitCluster(nodes, n, { token, timeoutMs = 10_000 } = {}) {
+  await eventually(async () => {
+    const seen = [];
+    for (const node of nodes) {
+      const s = await statsOf(node, token);
+      const got = s && s.cluster ? s.cluster.nodes : undefined;
+      seen.push(got);
+    }
+    if (seen.every((x) => x === n)) return true;
+    throw new Error(`cluster.nodes per node: ${JSON.stringify(seen)}`);
+  }, { timeoutMs, intervalMs: 100, message: `cluster of ${n} nodes on all ${nodes.length}` });
+}
+
 module.exports = {
+  startNodes,
+  stopNodes,
+  statsOf,
+  waitCluster,
   TARGET,
   isPeer,
   isRust,
