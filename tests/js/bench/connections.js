@@ -6,6 +6,8 @@
 //
 //   TARGET=rust SWITCHBOARD_BIN=../../target/release/switchboard node bench/connections.js 1000
 //   TARGET=peer node bench/connections.js 1000
+//   ... node bench/connections.js 1000 idle      # connected only
+//   ... node bench/connections.js 1000 polling   # long-polling clients
 //
 // Prints one line of JSON with the figures.
 
@@ -13,6 +15,9 @@ const fs = require('node:fs');
 const h = require('../helpers');
 
 const N = Math.min(Number(process.argv[2] || 1000), 20000);
+// `idle`: connect only (no ticket, no timeline); `polling`: long-polling clients.
+const IDLE = process.argv.includes('idle');
+const TRANSPORT = process.argv.includes('polling') ? 'polling' : 'websocket';
 
 function rssKiB(pid) {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -39,7 +44,8 @@ async function settle(pid) {
       const batch = [];
       for (let j = i; j < Math.min(N, i + 100); j++) {
         batch.push((async () => {
-          const s = await h.connect(server.url, { transports: ['websocket'] });
+          const s = await h.connect(server.url, { transports: [TRANSPORT] });
+          if (IDLE) return s;
           await h.emitAck(s, 'ticket:view', { ticketId: `t${j % 200}`, agentId: `a${j}`, agentName: `Agent ${j}` }, 10000);
           await h.emitAck(s, 'timeline:subscribe', { entityType: 'client', entityId: `${j % 500}` }, 10000);
           return s;
@@ -51,6 +57,8 @@ async function settle(pid) {
     console.log(JSON.stringify({
       target: process.env.TARGET || 'rust',
       connections: N,
+      transport: TRANSPORT,
+      idle: IDLE,
       idleRssKiB: idle,
       loadedRssKiB: loaded,
       perConnectionKiB: Number(((loaded - idle) / N).toFixed(2)),
