@@ -23,15 +23,33 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(1);
 
 /// Whether each connection is up; both must be for the node to be ready.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Health {
     publisher: AtomicBool,
     subscriber: AtomicBool,
+    /// Something may have been missed, by us or by the others, since the
+    /// last resync: set at start and whenever a connection goes down.
+    resync_due: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            publisher: AtomicBool::new(false),
+            subscriber: AtomicBool::new(false),
+            resync_due: AtomicBool::new(true),
+        }
+    }
 }
 
 impl Health {
     pub fn is_up(&self) -> bool {
         self.publisher.load(Ordering::Relaxed) && self.subscriber.load(Ordering::Relaxed)
+    }
+
+    /// True once per outage, when both connections are up again.
+    pub fn take_resync(&self) -> bool {
+        self.is_up() && self.resync_due.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -73,6 +91,7 @@ impl Outage {
 
     fn down(&mut self, error: &dyn std::fmt::Display) {
         self.set(false);
+        self.flag.resync_due.store(true, Ordering::Release);
         if self.down_since.is_none() {
             self.down_since = Some(Instant::now());
             if self.ever_up {
@@ -148,13 +167,15 @@ fn connection_config() -> AsyncConnectionConfig {
         .set_response_timeout(Some(IO_TIMEOUT))
 }
 
-/// Sends queued messages to `channel`, reconnecting with backoff.
+/// Sends queued messages to `channel`, reconnecting with backoff; calls
+/// `on_connected` after each (re)connection.
 pub async fn run_publisher(
     client: redis::Client,
     channel: String,
     mut queue: PublisherQueue,
     health: Arc<Health>,
     stop: CancellationToken,
+    on_connected: impl Fn(),
 ) {
     let mut outage = Outage::new("publisher", health);
     let mut conn: Option<MultiplexedConnection> = None;
@@ -175,6 +196,7 @@ pub async fn run_publisher(
                         conn = Some(c);
                         retry = FIRST_RETRY;
                         outage.up();
+                        on_connected();
                     }
                     Err(e) => {
                         outage.down(&e);
@@ -212,7 +234,7 @@ pub async fn run_subscriber(
     health: Arc<Health>,
     silence: Duration,
     stop: CancellationToken,
-    mut on_connected: impl FnMut(),
+    on_connected: impl Fn(),
     mut on_message: impl AsyncFnMut(&[u8]) -> bool,
 ) {
     let mut outage = Outage::new("subscriber", health);

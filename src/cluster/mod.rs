@@ -153,17 +153,22 @@ pub fn start(hub: &Hub, start: ClusterStart, stop: &CancellationToken) -> Vec<Jo
     let Some(link) = hub.cluster() else { return Vec::new() };
     let heartbeat = heartbeat_interval(hub.config.node_timeout);
     let silence = (heartbeat * 3).max(Duration::from_secs(3));
+    let on_connected = {
+        let hub = hub.clone();
+        move || {
+            if hub.cluster().is_some_and(|link| link.health.take_resync()) {
+                resync(&hub);
+            }
+        }
+    };
     let publisher = tokio::spawn(bus::run_publisher(
         start.client.clone(),
         CHANNEL.to_string(),
         start.queue,
         link.health.clone(),
         stop.clone(),
+        on_connected.clone(),
     ));
-    let on_connected = {
-        let hub = hub.clone();
-        move || resync(&hub)
-    };
     let on_message = {
         let hub = hub.clone();
         async move |bytes: &[u8]| receive(&hub, bytes).await
@@ -181,8 +186,10 @@ pub fn start(hub: &Hub, start: ClusterStart, stop: &CancellationToken) -> Vec<Jo
     vec![publisher, subscriber, liveness]
 }
 
-/// After (re)subscribing: ask for everyone's state, give ours, and tell
-/// local timeline subscribers they may have missed items.
+/// Once both connections are up after an outage (or at start): ask for
+/// everyone's state, give ours, and tell local timeline subscribers they may
+/// have missed items. Messages sent while either connection was down were
+/// lost, so this waits for both.
 fn resync(hub: &Hub) {
     let Some(link) = hub.cluster() else { return };
     link.send(Message::Hello);
@@ -241,6 +248,11 @@ async fn receive(hub: &Hub, bytes: &[u8]) -> bool {
         peer.last_seen = Instant::now();
         if !known && !matches!(envelope.message, Message::Bye) {
             tracing::info!(%node, "node joined the cluster");
+            // A node we did not know (new, or lost while we could not hear
+            // it) may hold state we never got: ask everyone for theirs.
+            if !matches!(envelope.message, Message::Hello | Message::Snapshot { .. }) {
+                link.send(Message::Hello);
+            }
         }
     }
     match envelope.message {
