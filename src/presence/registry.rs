@@ -519,16 +519,7 @@ impl ViewerRegistry {
         reason: LeaveReason,
         events: &mut Vec<PresenceEvent>,
     ) {
-        if let Some(views) = self.sockets.get_mut(&sid) {
-            views.remove(ticket);
-            if views.is_empty() {
-                self.sockets.remove(&sid);
-            }
-        }
-        events.push(PresenceEvent::LeaveRoom {
-            sid,
-            ticket: ticket.clone(),
-        });
+        self.forget_view(sid, ticket, events);
         self.clear_typing(sid, ticket, agent, events);
         let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
             return;
@@ -572,17 +563,22 @@ impl ViewerRegistry {
             except: Vec::new(),
         });
         for sid in viewer.sids() {
-            if let Some(views) = self.sockets.get_mut(&sid) {
-                views.remove(ticket);
-                if views.is_empty() {
-                    self.sockets.remove(&sid);
-                }
-            }
-            events.push(PresenceEvent::LeaveRoom {
-                sid,
-                ticket: ticket.clone(),
-            });
+            self.forget_view(sid, ticket, events);
         }
         events.push(self.viewers_updated(ticket));
+    }
+
+    /// The socket no longer views the ticket and leaves its room.
+    fn forget_view(&mut self, sid: Sid, ticket: &TicketId, events: &mut Vec<PresenceEvent>) {
+        if let Some(views) = self.sockets.get_mut(&sid) {
+            views.remove(ticket);
+            if views.is_empty() {
+                self.sockets.remove(&sid);
+            }
+        }
+        events.push(PresenceEvent::LeaveRoom {
+            sid,
+            ticket: ticket.clone(),
+        });
     }
 }

@@ -20,6 +20,7 @@ use socketioxide::socket::{DisconnectReason, Sid, Socket};
 
 use crate::error::ClientError;
 use crate::hub::Hub;
+use crate::ids::TimelineKey;
 use crate::outbox::Delivery;
 use crate::presence::PresenceOp;
 use crate::rate_limit::TokenBucket;
@@ -180,13 +181,7 @@ fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
             if timelines.subscribe(sid, &key)? {
                 hub.outbox.push(Delivery::Join { sid, room: key.room() });
             }
-            let body = json!({ "entityType": key.entity_type, "entityId": key.entity_id });
-            hub.outbox.push(Delivery::ToSocket {
-                sid,
-                event: "timeline:subscribed",
-                payload: body,
-            });
-            Ok(json!({ "ok": true, "entityType": key.entity_type, "entityId": key.entity_id }))
+            Ok(timeline_reply(hub, sid, &key, "timeline:subscribed"))
         }
         Request::Unsubscribe(key) => {
             hub.check_entity_type(&key.entity_type)?;
@@ -194,15 +189,21 @@ fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
             if timelines.unsubscribe(sid, &key) {
                 hub.outbox.push(Delivery::Leave { sid, room: key.room() });
             }
-            let body = json!({ "entityType": key.entity_type, "entityId": key.entity_id });
-            hub.outbox.push(Delivery::ToSocket {
-                sid,
-                event: "timeline:unsubscribed",
-                payload: body,
-            });
-            Ok(json!({ "ok": true, "entityType": key.entity_type, "entityId": key.entity_id }))
+            Ok(timeline_reply(hub, sid, &key, "timeline:unsubscribed"))
         }
     }
+}
+
+/// Tells the socket (`timeline:subscribed` / `timeline:unsubscribed`) and
+/// returns the ack's success payload.
+fn timeline_reply(hub: &Hub, sid: Sid, key: &TimelineKey, event: &'static str) -> Value {
+    let body = json!({ "entityType": key.entity_type, "entityId": key.entity_id });
+    hub.outbox.push(Delivery::ToSocket {
+        sid,
+        event,
+        payload: body,
+    });
+    json!({ "ok": true, "entityType": key.entity_type, "entityId": key.entity_id })
 }
 
 async fn on_disconnect(hub: &Hub, sid: Sid, reason: DisconnectReason) {
