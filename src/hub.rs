@@ -69,13 +69,17 @@ impl Hub {
             max_tickets_per_socket: config.max_tickets_per_socket,
         };
         let timelines = TimelineRegistry::new(config.max_timelines_per_socket);
+        let metrics = Metrics::new();
+        if let Some(link) = &cluster {
+            metrics.register(Box::new(link.messages.clone()));
+        }
         Self {
             shared: Arc::new(Shared {
                 node_id,
                 clock: Clock::new(),
                 io,
                 outbox,
-                metrics: Metrics::new(),
+                metrics,
                 cluster,
                 presence: Mutex::new(ViewerRegistry::new(rules)),
                 timelines: Mutex::new(timelines),
@@ -245,6 +249,10 @@ impl Hub {
             viewers: s.presence.viewers as i64,
             timeline_rooms: s.timelines.rooms as i64,
             timeline_subscriptions: s.timelines.subscriptions as i64,
+            cluster: self
+                .cluster
+                .as_ref()
+                .map(|c| (c.is_up(), c.counts(NodeCounts::default()).nodes as i64)),
         })
     }
 }

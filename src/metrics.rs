@@ -14,6 +14,8 @@ pub struct Snapshot {
     pub viewers: i64,
     pub timeline_rooms: i64,
     pub timeline_subscriptions: i64,
+    /// With Redis: whether both connections are up, and the live nodes.
+    pub cluster: Option<(bool, i64)>,
 }
 
 pub struct Metrics {
@@ -26,6 +28,8 @@ pub struct Metrics {
     pub published: IntCounterVec,
     /// Internal API requests by `status`.
     pub internal_requests: IntCounterVec,
+    redis_up: IntGauge,
+    cluster_nodes: IntGauge,
     connections: IntGauge,
     tickets_watched: IntGauge,
     viewers: IntGauge,
@@ -72,6 +76,11 @@ impl Metrics {
                 "Internal API requests by status.",
                 &["status"],
             ),
+            redis_up: gauge(
+                "redis_up",
+                "1 when both Redis connections are up (multi-instance mode).",
+            ),
+            cluster_nodes: gauge("cluster_nodes", "Live nodes in the cluster, this one included."),
             connections: gauge("connections", "Connected Socket.IO clients on this node."),
             tickets_watched: gauge("tickets_watched", "Tickets with at least one viewer."),
             viewers: gauge("viewers", "Ticket viewers (agent x ticket)."),
@@ -100,6 +109,13 @@ impl Metrics {
         m
     }
 
+    /// Adds a metric kept elsewhere (e.g. by the cluster link).
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(collector) {
+            tracing::error!(error = %e, "cannot register a metric");
+        }
+    }
+
     pub fn client_event(&self, event: &str, outcome: &str) {
         self.client_events.with_label_values(&[event, outcome]).inc();
     }
@@ -115,8 +131,17 @@ impl Metrics {
         self.viewers.set(snapshot.viewers);
         self.timeline_rooms.set(snapshot.timeline_rooms);
         self.timeline_subscriptions.set(snapshot.timeline_subscriptions);
+        let mut families = self.registry.gather();
+        // The cluster gauges exist only in multi-instance mode.
+        if let Some((up, nodes)) = snapshot.cluster {
+            self.redis_up.set(i64::from(up));
+            self.cluster_nodes.set(nodes);
+            for gauge in [&self.redis_up, &self.cluster_nodes] {
+                families.extend(prometheus::core::Collector::collect(gauge));
+            }
+        }
         let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::error!(error = %e, "could not encode metrics");
         }
         String::from_utf8(out).unwrap_or_default()

@@ -56,6 +56,8 @@ const CHANNEL: &str = "switchboard:cluster";
 #[derive(Debug)]
 pub struct ClusterLink {
     node_id: String,
+    /// `switchboard_cluster_messages_total{direction}`.
+    pub messages: prometheus::IntCounterVec,
     publisher: Publisher,
     health: Arc<Health>,
     peers: Mutex<HashMap<String, Peer>>,
@@ -90,6 +92,15 @@ impl ClusterLink {
         let (publisher, queue) = bus::publisher();
         let link = Self {
             node_id,
+            messages: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "cluster_messages_total",
+                    "Messages on the cluster channel by direction.",
+                )
+                .namespace("switchboard"),
+                &["direction"],
+            )
+            .expect("valid metric"),
             publisher,
             health: Arc::new(Health::default()),
             peers: Mutex::new(HashMap::new()),
@@ -103,6 +114,7 @@ impl ClusterLink {
     }
 
     pub fn send(&self, message: Message) {
+        self.messages.with_label_values(&["sent"]).inc();
         let envelope = Envelope {
             node: self.node_id.clone(),
             message,
@@ -236,6 +248,7 @@ async fn receive(hub: &Hub, bytes: &[u8]) -> bool {
     if envelope.node == link.node_id {
         return true;
     }
+    link.messages.with_label_values(&["received"]).inc();
     let node = envelope.node;
     {
         let mut peers = link.peers();
