@@ -11,10 +11,7 @@ use crate::hub::Hub;
 /// Turns typing that got no renewal within `typing_timeout` back to viewing.
 pub async fn typing_expiry(hub: Hub, stop: CancellationToken) {
     loop {
-        let next = hub
-            .with_presence(|r| Ok((r.next_typing_deadline(), Vec::new())))
-            .ok()
-            .flatten();
+        let next = hub.with_registry(|r| r.next_typing_deadline());
         // Nobody types: sleep until a typing event says otherwise.
         let wake = next.map_or_else(
             || Instant::now() + Duration::from_secs(3600),
