@@ -98,8 +98,13 @@ impl Hub {
         let mut registry = lock(&self.presence);
         let (viewers, events) = registry.apply(&op, Origin::Local)?;
         self.deliver(events);
+        let typing = matches!(op, PresenceOp::Typing { .. });
         if let Some(cluster) = &self.cluster {
             cluster.send(crate::cluster::messages::Message::Presence { change: op });
+        }
+        if typing {
+            // A new typing deadline: the expiry timer re-plans.
+            self.typing_changed.notify_one();
         }
         Ok(viewers)
     }

@@ -136,62 +136,46 @@ fn handle_event(hub: &Hub, sid: Sid, event: &str, payload: Option<Value>, allowe
 
 /// Applies a valid request; returns the ack's success payload.
 fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
-    let now = hub.clock.now_ms();
-    match request {
-        Request::View { ticket, agent, name } => {
-            let viewers = hub.apply_local(PresenceOp::View {
+    let at = hub.clock.now_ms();
+    let (ticket, op) = match request {
+        Request::View { ticket, agent, name } => (
+            ticket.clone(),
+            PresenceOp::View {
                 sid,
-                ticket: ticket.clone(),
+                ticket,
                 agent,
                 name,
-                at: now,
-            })?;
-            Ok(json!({ "ok": true, "ticketId": ticket, "viewers": viewers.unwrap_or_default() }))
-        }
-        Request::Typing { ticket, agent } => {
-            hub.apply_local(PresenceOp::Typing {
-                sid,
-                ticket: ticket.clone(),
-                agent,
-                at: now,
-            })?;
-            hub.typing_changed.notify_one();
-            Ok(json!({ "ok": true, "ticketId": ticket }))
-        }
-        Request::StopTyping { ticket, agent } => {
-            hub.apply_local(PresenceOp::StopTyping {
-                sid,
-                ticket: ticket.clone(),
-                agent,
-                at: now,
-            })?;
-            Ok(json!({ "ok": true, "ticketId": ticket }))
-        }
-        Request::Leave { ticket, agent } => {
-            hub.apply_local(PresenceOp::Leave {
-                sid,
-                ticket: ticket.clone(),
-                agent,
-            })?;
-            Ok(json!({ "ok": true, "ticketId": ticket }))
-        }
-        Request::Subscribe(key) => {
-            hub.check_entity_type(&key.entity_type)?;
-            let mut timelines = hub.timelines();
-            if timelines.subscribe(sid, &key)? {
-                hub.outbox.push(Delivery::Join { sid, room: key.room() });
-            }
-            Ok(timeline_reply(hub, sid, &key, "timeline:subscribed"))
-        }
-        Request::Unsubscribe(key) => {
-            hub.check_entity_type(&key.entity_type)?;
-            let mut timelines = hub.timelines();
-            if timelines.unsubscribe(sid, &key) {
-                hub.outbox.push(Delivery::Leave { sid, room: key.room() });
-            }
-            Ok(timeline_reply(hub, sid, &key, "timeline:unsubscribed"))
-        }
+                at,
+            },
+        ),
+        Request::Typing { ticket, agent } => (ticket.clone(), PresenceOp::Typing { sid, ticket, agent, at }),
+        Request::StopTyping { ticket, agent } => (ticket.clone(), PresenceOp::StopTyping { sid, ticket, agent, at }),
+        Request::Leave { ticket, agent } => (ticket.clone(), PresenceOp::Leave { sid, ticket, agent }),
+        Request::Subscribe(key) => return subscribe(hub, sid, key),
+        Request::Unsubscribe(key) => return unsubscribe(hub, sid, key),
+    };
+    Ok(match hub.apply_local(op)? {
+        Some(viewers) => json!({ "ok": true, "ticketId": ticket, "viewers": viewers }),
+        None => json!({ "ok": true, "ticketId": ticket }),
+    })
+}
+
+fn subscribe(hub: &Hub, sid: Sid, key: TimelineKey) -> Result<Value, ClientError> {
+    hub.check_entity_type(&key.entity_type)?;
+    let mut timelines = hub.timelines();
+    if timelines.subscribe(sid, &key)? {
+        hub.outbox.push(Delivery::Join { sid, room: key.room() });
     }
+    Ok(timeline_reply(hub, sid, &key, "timeline:subscribed"))
+}
+
+fn unsubscribe(hub: &Hub, sid: Sid, key: TimelineKey) -> Result<Value, ClientError> {
+    hub.check_entity_type(&key.entity_type)?;
+    let mut timelines = hub.timelines();
+    if timelines.unsubscribe(sid, &key) {
+        hub.outbox.push(Delivery::Leave { sid, room: key.room() });
+    }
+    Ok(timeline_reply(hub, sid, &key, "timeline:unsubscribed"))
 }
 
 /// Tells the socket (`timeline:subscribed` / `timeline:unsubscribed`) and
