@@ -13,6 +13,7 @@ const net = require('node:net');
 const path = require('node:path');
 const fs = require('node:fs');
 const assert = require('node:assert/strict');
+const { before, after } = require('node:test');
 const { io } = require('socket.io-client');
 
 const TARGET = process.env.TARGET || 'rust';
@@ -298,6 +299,23 @@ async function startServer(config = {}, opts = {}) {
       return stopped;
     },
   };
+}
+
+/**
+ * Starts a server (`startServer(config, opts)`) before the enclosing describe's
+ * tests and, after them, closes every socket and stops it. Returns the server
+ * object, filled in once that `before` has run (use it inside tests and hooks).
+ */
+function serverForDescribe(config = {}, opts = {}) {
+  const server = {};
+  before(async () => {
+    Object.assign(server, await startServer(config, opts));
+  });
+  after(async () => {
+    closeAllSockets();
+    if (server.stop) await server.stop();
+  });
+  return server;
 }
 
 // ---------------------------------------------------------------------------
@@ -623,6 +641,22 @@ async function waitCluster(nodes, n, { token, timeoutMs = 10_000 } = {}) {
   }, { timeoutMs, intervalMs: 100, message: `cluster of ${n} nodes on all ${nodes.length}` });
 }
 
+// ---------------------------------------------------------------------------
+// Benchmarks
+// ---------------------------------------------------------------------------
+
+/**
+ * Runs a benchmark's main(): an error is printed and makes the exit code 1;
+ * the process exits 100 ms after main() ends (stray sockets or timers do not
+ * keep it alive).
+ */
+function runBench(main) {
+  main().catch((e) => {
+    console.error(e);
+    process.exitCode = 1;
+  }).finally(() => setTimeout(() => process.exit(), 100));
+}
+
 module.exports = {
   startNodes,
   stopNodes,
@@ -638,6 +672,7 @@ module.exports = {
   freePort,
   rustFlags,
   startServer,
+  serverForDescribe,
   spawnProcess,
   runToExit,
   connect,
@@ -658,4 +693,5 @@ module.exports = {
   VIEWER_KEYS,
   uid,
   eventually,
+  runBench,
 };

@@ -10,6 +10,11 @@
 //   await redis.kill();     // SIGKILL, wait for the exit
 //   await redis.restart();  // stop if running, start again on the same port (empty: no persistence)
 //
+// For a describe: `clusterForDescribe(count, config, { token })` (Redis and
+// `count` nodes, formed into a cluster, stopped afterwards) or `clusterFixture()`
+// (only the stopping: the describe starts Redis and the nodes itself).
+// For a benchmark: `withNodesOnRedis(count, config, async ({ redis, nodes }) => ...)`.
+//
 // REDIS_SERVER overrides the binary (default: `redis-server` on PATH). When it
 // is missing, startRedis() throws an error saying how to install it, so the
 // cluster tests fail loudly instead of being skipped.
@@ -18,6 +23,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const net = require('node:net');
 const path = require('node:path');
+const { before, after, afterEach } = require('node:test');
 const h = require('./helpers');
 
 const INSTALL_HINT = 'install it with "apt-get update && apt-get install -y redis-server" (Debian), or set REDIS_SERVER to its path';
@@ -153,4 +159,54 @@ async function startRedis({ port } = {}) {
   };
 }
 
-module.exports = { startRedis, requireRedisServer, findRedisServer, ping };
+/**
+ * For a describe of the multi-instance tests: a context { redis, nodes } for
+ * the describe to fill in. Closes every socket after each test and, after the
+ * describe, stops the nodes and Redis, whatever happened.
+ */
+function clusterFixture() {
+  const ctx = { redis: null, nodes: [] };
+  after(async () => {
+    h.closeAllSockets();
+    await h.stopNodes(ctx.nodes);
+    if (ctx.redis) await ctx.redis.cleanup();
+  });
+  afterEach(() => h.closeAllSockets());
+  return ctx;
+}
+
+/**
+ * clusterFixture(), filled in before the describe's tests: Redis, and `count`
+ * nodes on it (`config` plus redis_url) that have formed one cluster
+ * (`token`: the internal_token, to read /v1/stats).
+ */
+function clusterForDescribe(count, config, { token } = {}) {
+  const ctx = clusterFixture();
+  before(async () => {
+    ctx.redis = await startRedis();
+    ctx.nodes = await h.startNodes(count, { ...config, redis_url: ctx.redis.url });
+    await h.waitCluster(ctx.nodes, count, { token });
+  });
+  return ctx;
+}
+
+/**
+ * For a benchmark: starts Redis and `count` nodes on it (redis_url plus
+ * `config`), waits for the cluster to form, runs body({ redis, nodes }) and
+ * then stops everything, whatever happened; resolves with body's result.
+ */
+async function withNodesOnRedis(count, config, body) {
+  const redis = await startRedis();
+  let nodes = [];
+  try {
+    nodes = await h.startNodes(count, { redis_url: redis.url, ...config });
+    await h.waitCluster(nodes, count);
+    return await body({ redis, nodes });
+  } finally {
+    h.closeAllSockets();
+    await h.stopNodes(nodes);
+    await redis.cleanup();
+  }
+}
+
+module.exports = { startRedis, requireRedisServer, findRedisServer, ping, clusterFixture, clusterForDescribe, withNodesOnRedis };

@@ -10,22 +10,17 @@
 // Prints one line of JSON. Bounded: waits node_timeout + 60 s at most.
 
 const h = require('../helpers');
-const { startRedis } = require('../redis');
+const { withNodesOnRedis } = require('../redis');
 
 const i = process.argv.indexOf('--node-timeout');
 const nodeTimeout = i > 0 ? Number(process.argv[i + 1]) : undefined; // ms; undefined = the server's default
 if (nodeTimeout !== undefined && !(nodeTimeout > 0)) throw new Error('--node-timeout takes a number of milliseconds');
 const DEFAULT_NODE_TIMEOUT = 15_000;
 
-(async () => {
+h.runBench(async () => {
   if (h.isPeer) throw new Error('the peer has no node_lost handling');
-  const redis = await startRedis();
-  let nodes = [];
-  try {
-    const config = { redis_url: redis.url };
-    if (nodeTimeout !== undefined) config.node_timeout = nodeTimeout;
-    nodes = await h.startNodes(2, config);
-    await h.waitCluster(nodes, 2);
+  const config = nodeTimeout !== undefined ? { node_timeout: nodeTimeout } : {};
+  await withNodesOnRedis(2, config, async ({ nodes }) => {
     const [A, B] = nodes;
     const ticketId = h.uid('t');
     const ada = await h.connect(A.url, { transports: ['websocket'] });
@@ -59,12 +54,5 @@ const DEFAULT_NODE_TIMEOUT = 15_000;
       viewersEndpointClearMs: listGoneMs,
     }));
     if (ev.reason !== 'node_lost') process.exitCode = 1;
-  } finally {
-    h.closeAllSockets();
-    await h.stopNodes(nodes);
-    await redis.cleanup();
-  }
-})().catch((e) => {
-  console.error(e);
-  process.exitCode = 1;
-}).finally(() => setTimeout(() => process.exit(), 100));
+  });
+});

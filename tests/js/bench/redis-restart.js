@@ -14,51 +14,46 @@
 // Prints one line of JSON. Bounded: at most 1200 publishes (60 s), 30 s to recover.
 
 const h = require('../helpers');
-const { startRedis } = require('../redis');
+const { withNodesOnRedis } = require('../redis');
 
-(async () => {
-  const redis = await startRedis();
-  let nodes = [];
+h.runBench(() => withNodesOnRedis(2, { events_per_second: 0 }, async ({ redis, nodes }) => {
+  const [A, B] = nodes;
+  const entityId = h.uid('bench');
+  const ticketId = h.uid('t');
+  const sub = await h.connect(B.url, { transports: ['websocket'] });
+  const ada = await h.connect(A.url, { transports: ['websocket'] });
+  await h.emitAck(sub, 'timeline:subscribe', { entityType: 'contact', entityId });
+  await h.emitAck(ada, 'ticket:view', { ticketId, agentId: 'ada', agentName: 'Ada' });
+
+  let restartAt = Infinity;
+  let firstDelivery = null;
+  let refreshAt = null;
+  sub.on('timeline:new_item', (p) => {
+    const now = Date.now();
+    if (firstDelivery === null && now >= restartAt) firstDelivery = { at: now, seq: p.item.seq };
+  });
+  sub.on('timeline:refresh', (p) => {
+    if (p.reason === 'resync' && refreshAt === null && Date.now() >= restartAt) refreshAt = Date.now();
+  });
+
+  let sent = 0;
+  let partial = 0;
   let traffic = true;
-  let loop = Promise.resolve();
-  try {
-    nodes = await h.startNodes(2, { redis_url: redis.url, events_per_second: 0 });
-    await h.waitCluster(nodes, 2);
-    const [A, B] = nodes;
-    const entityId = h.uid('bench');
-    const ticketId = h.uid('t');
-    const sub = await h.connect(B.url, { transports: ['websocket'] });
-    const ada = await h.connect(A.url, { transports: ['websocket'] });
-    await h.emitAck(sub, 'timeline:subscribe', { entityType: 'contact', entityId });
-    await h.emitAck(ada, 'ticket:view', { ticketId, agentId: 'ada', agentName: 'Ada' });
-
-    let restartAt = Infinity;
-    let firstDelivery = null;
-    let refreshAt = null;
-    sub.on('timeline:new_item', (p) => {
-      const now = Date.now();
-      if (firstDelivery === null && now >= restartAt) firstDelivery = { at: now, seq: p.item.seq };
-    });
-    sub.on('timeline:refresh', (p) => {
-      if (p.reason === 'resync' && refreshAt === null && Date.now() >= restartAt) refreshAt = Date.now();
-    });
-
-    let sent = 0;
-    let partial = 0;
-    loop = (async () => {
-      const until = Date.now() + 60_000;
-      for (let seq = 0; traffic && seq < 1200 && Date.now() < until; seq++) {
-        try {
-          const res = await h.http('POST', `${A.internalUrl}/v1/timeline/contact/${entityId}/items`, { body: { id: `i${seq}`, seq }, timeoutMs: 2000 });
-          sent += 1;
-          if (res.json && res.json.partial) partial += 1;
-        } catch {
-          /* counted as not sent */
-        }
-        await h.sleep(50);
+  const loop = (async () => {
+    const until = Date.now() + 60_000;
+    for (let seq = 0; traffic && seq < 1200 && Date.now() < until; seq++) {
+      try {
+        const res = await h.http('POST', `${A.internalUrl}/v1/timeline/contact/${entityId}/items`, { body: { id: `i${seq}`, seq }, timeoutMs: 2000 });
+        sent += 1;
+        if (res.json && res.json.partial) partial += 1;
+      } catch {
+        /* counted as not sent */
       }
-    })();
+      await h.sleep(50);
+    }
+  })();
 
+  try {
     // Make sure cross-instance delivery works before the outage.
     await h.eventually(() => h.eventsOf(sub, 'timeline:new_item').length > 0, { timeoutMs: 10_000, message: 'delivery before the outage' });
     await redis.stop();
@@ -101,11 +96,5 @@ const { startRedis } = require('../redis');
   } finally {
     traffic = false;
     await loop;
-    h.closeAllSockets();
-    await h.stopNodes(nodes);
-    await redis.cleanup();
   }
-})().catch((e) => {
-  console.error(e);
-  process.exitCode = 1;
-}).finally(() => setTimeout(() => process.exit(), 100));
+}));

@@ -11,11 +11,11 @@
 // margin: 10 s). Rust target only: the Node.js peer has no cluster-wide
 // presence, no node_lost and no resync.
 
-const { describe, it, before, after, afterEach } = require('node:test');
+const { describe, it, before } = require('node:test');
 const assert = require('node:assert/strict');
 const { isDeepStrictEqual } = require('node:util');
 const h = require('../helpers');
-const { startRedis, requireRedisServer } = require('../redis');
+const { startRedis, requireRedisServer, clusterFixture, clusterForDescribe } = require('../redis');
 
 const TOKEN = 's3cret';
 const SKIP = h.isPeer ? 'the peer has no cluster-wide presence, node_lost or resync' : false;
@@ -51,6 +51,32 @@ const subscribe = async (s, entityType, entityId) => {
 };
 const publish = (node, entityType, entityId, item) => api(node, 'POST', `/v1/timeline/${entityType}/${entityId}/items`, item);
 
+// Ada (on A), then Cy with a tab on each node (so Cy outlives either node),
+// then Bob (on B) view ticket t, each listed on both nodes before the next.
+const adaCyBobView = async ([A, B], t, { ada, cyA, cyB, bob }) => {
+  await view(ada, t, 'ada', 'Ada');
+  await listedOn([A, B], t, ['ada']);
+  await h.sleep(3);
+  await view(cyA, t, 'cy', 'Cy');
+  await view(cyB, t, 'cy', 'Cy');
+  await listedOn([A, B], t, ['ada', 'cy']);
+  await h.sleep(3);
+  await view(bob, t, 'bob', 'Bob');
+  await listedOn([A, B], t, ['ada', 'cy', 'bob']);
+};
+
+// Publishes to contact `entityId` on `node` (ids probe1, probe2, ...) until
+// `subscriber` has one of them: cross-instance delivery works (again).
+const publishUntilDelivered = (node, entityId, subscriber, message) => {
+  let probe = 0;
+  return h.eventually(async () => {
+    probe += 1;
+    const r = await publish(node, 'contact', entityId, { id: `probe${probe}` });
+    assert.equal(r.status, 202, r.text);
+    return h.eventsOf(subscriber, 'timeline:new_item').some((p) => String(p.item.id).startsWith('probe'));
+  }, { timeoutMs: RESYNC_BOUND, intervalMs: 200, message });
+};
+
 // GET /ready: 200 { status: "ready" } or 503 NOT_READY.
 const readyStatus = async (node) => (await h.http('GET', `${node.internalUrl}/ready`, { timeoutMs: 2000 })).status;
 const assertNotReady = async (node) => {
@@ -66,17 +92,8 @@ const waitReady = (nodes, want, timeoutMs) => h.eventually(async () => {
 
 const alive = (node) => node.proc.exitCode === null && node.proc.signalCode === null;
 
-// Everything a describe starts, stopped in `after` whatever happened.
-function faultContext() {
-  const ctx = { redis: null, nodes: [] };
-  after(async () => {
-    h.closeAllSockets();
-    await h.stopNodes(ctx.nodes);
-    if (ctx.redis) await ctx.redis.cleanup();
-  });
-  afterEach(() => h.closeAllSockets());
-  return ctx;
-}
+// Redis and two nodes (NODE_CONFIG, then `config`) for the describe; see redis.js.
+const clusterOfTwo = (config = {}) => clusterForDescribe(2, { ...NODE_CONFIG, ...config }, { token: TOKEN });
 
 // A plain failure (not a skip) when Redis is missing: these tests must run.
 it('redis-server is installed (the multi-instance tests need it)', { skip: SKIP }, () => {
@@ -84,12 +101,7 @@ it('redis-server is installed (the multi-instance tests need it)', { skip: SKIP 
 });
 
 describe('cluster faults: an instance killed (SIGKILL)', { skip: SKIP }, () => {
-  const ctx = faultContext();
-  before(async () => {
-    ctx.redis = await startRedis();
-    ctx.nodes = await h.startNodes(2, { ...NODE_CONFIG, redis_url: ctx.redis.url });
-    await h.waitCluster(ctx.nodes, 2, { token: TOKEN });
-  });
+  const ctx = clusterOfTwo();
 
   it('survivors get agent:left node_lost and viewers:updated within node_timeout + a few seconds; its viewers leave the list', { timeout: 60_000 }, async () => {
     const [A, B] = ctx.nodes; // A dies
@@ -100,15 +112,7 @@ describe('cluster faults: an instance killed (SIGKILL)', { skip: SKIP }, () => {
     const cyB = await h.connect(B.url, { transports: ['polling'] });
     const bob = await h.connect(B.url, { transports: ['websocket'] });
     const dan = await h.connect(B.url, { transports: ['polling'] });
-    await view(ada, t, 'ada', 'Ada');
-    await listedOn([A, B], t, ['ada']);
-    await h.sleep(3);
-    await view(cyA, t, 'cy', 'Cy');
-    await view(cyB, t, 'cy', 'Cy'); // Cy has a tab on each node: it survives A
-    await listedOn([A, B], t, ['ada', 'cy']);
-    await h.sleep(3);
-    await view(bob, t, 'bob', 'Bob');
-    await listedOn([A, B], t, ['ada', 'cy', 'bob']);
+    await adaCyBobView([A, B], t, { ada, cyA, cyB, bob });
     await h.sleep(3);
     await view(dan, t, 'dan', 'Dan');
     await listedOn([A, B], t, ['ada', 'cy', 'bob', 'dan']);
@@ -153,15 +157,10 @@ describe('cluster faults: an instance killed (SIGKILL)', { skip: SKIP }, () => {
 });
 
 describe('cluster faults: an instance stopped (SIGTERM)', { skip: SKIP }, () => {
-  const ctx = faultContext();
   // A long node_timeout: what the others see must come from the goodbye, not
   // from a lost-node timeout.
   const LONG_NODE_TIMEOUT = 10_000;
-  before(async () => {
-    ctx.redis = await startRedis();
-    ctx.nodes = await h.startNodes(2, { ...NODE_CONFIG, node_timeout: LONG_NODE_TIMEOUT, redis_url: ctx.redis.url });
-    await h.waitCluster(ctx.nodes, 2, { token: TOKEN });
-  });
+  const ctx = clusterOfTwo({ node_timeout: LONG_NODE_TIMEOUT });
 
   it('the others get agent:left disconnected promptly; its clients see transport close; it exits 0', { timeout: 60_000 }, async () => {
     const [A, B] = ctx.nodes; // A is stopped
@@ -170,15 +169,7 @@ describe('cluster faults: an instance stopped (SIGTERM)', { skip: SKIP }, () => 
     const cyA = await h.connect(A.url, { transports: ['websocket'] });
     const cyB = await h.connect(B.url, { transports: ['websocket'] });
     const bob = await h.connect(B.url, { transports: ['websocket'] });
-    await view(ada, t, 'ada', 'Ada');
-    await listedOn([A, B], t, ['ada']);
-    await h.sleep(3);
-    await view(cyA, t, 'cy', 'Cy');
-    await view(cyB, t, 'cy', 'Cy');
-    await listedOn([A, B], t, ['ada', 'cy']);
-    await h.sleep(3);
-    await view(bob, t, 'bob', 'Bob');
-    await listedOn([A, B], t, ['ada', 'cy', 'bob']);
+    await adaCyBobView([A, B], t, { ada, cyA, cyB, bob });
     h.clearEvents(bob);
     h.clearEvents(cyB);
 
@@ -207,12 +198,7 @@ describe('cluster faults: an instance stopped (SIGTERM)', { skip: SKIP }, () => 
 });
 
 describe('cluster faults: Redis stopped under traffic, then started again', { skip: SKIP }, () => {
-  const ctx = faultContext();
-  before(async () => {
-    ctx.redis = await startRedis();
-    ctx.nodes = await h.startNodes(2, { ...NODE_CONFIG, redis_url: ctx.redis.url });
-    await h.waitCluster(ctx.nodes, 2, { token: TOKEN });
-  });
+  const ctx = clusterOfTwo();
 
   it('local delivery and presence go on, /ready 503, partial; then resync: delivery, /ready, viewers, timeline:refresh', { timeout: 90_000 }, async () => {
     const [A, B] = ctx.nodes;
@@ -310,13 +296,7 @@ describe('cluster faults: Redis stopped under traffic, then started again', { sk
       ]);
       await waitReady([A, B], 200, RESYNC_BOUND);
       // Cross-instance delivery resumes: publish to A until B's subscriber has one.
-      let probe = 0;
-      await h.eventually(async () => {
-        probe += 1;
-        const r = await publish(A, 'contact', e, { id: `probe${probe}` });
-        assert.equal(r.status, 202, r.text);
-        return h.eventsOf(sB, 'timeline:new_item').some((p) => String(p.item.id).startsWith('probe'));
-      }, { timeoutMs: RESYNC_BOUND, intervalMs: 200, message: 'a publish to A reaches B again' });
+      await publishUntilDelivered(A, e, sB, 'a publish to A reaches B again');
       const [rA, rB, rNew] = await refreshes;
       assert.deepEqual(rA, resync('contact'));
       assert.deepEqual(rB, resync('contact'));
@@ -361,7 +341,7 @@ describe('cluster faults: Redis stopped under traffic, then started again', { sk
 });
 
 describe('cluster faults: Redis absent when the nodes start', { skip: SKIP }, () => {
-  const ctx = faultContext();
+  const ctx = clusterFixture(); // Redis comes later, in the test
   let redisPort;
   before(async () => {
     requireRedisServer(); // fail now, not once the nodes are up
@@ -393,13 +373,7 @@ describe('cluster faults: Redis absent when the nodes start', { skip: SKIP }, ()
     ctx.redis = await startRedis({ port: redisPort });
     await waitReady([A, B], 200, RESYNC_BOUND);
     await h.waitCluster([A, B], 2, { token: TOKEN, timeoutMs: RESYNC_BOUND });
-    let probe = 0;
-    await h.eventually(async () => {
-      probe += 1;
-      const r = await publish(A, 'contact', e, { id: `probe${probe}` });
-      assert.equal(r.status, 202, r.text);
-      return h.eventsOf(sB, 'timeline:new_item').some((p) => String(p.item.id).startsWith('probe'));
-    }, { timeoutMs: RESYNC_BOUND, intervalMs: 200, message: 'a publish to A reaches B' });
+    await publishUntilDelivered(A, e, sB, 'a publish to A reaches B');
     res = await publish(A, 'contact', e, { id: 'joined' });
     assert.deepEqual(res.json, { delivered: true });
     await h.nextEvent(sB, 'timeline:new_item', { where: (p) => p.item.id === 'joined' });

@@ -12,11 +12,11 @@
 // TARGET=peer runs the fan-out part only: the Node.js peer's presence is not
 // cluster-wide (see shared/peer-node/README.md).
 
-const { describe, it, before, after, afterEach } = require('node:test');
+const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const { isDeepStrictEqual } = require('node:util');
 const h = require('../helpers');
-const { startRedis, requireRedisServer } = require('../redis');
+const { requireRedisServer, clusterForDescribe } = require('../redis');
 
 const TOKEN = 's3cret';
 const PRESENCE_SKIP = h.isPeer ? 'the peer has no cluster-wide presence' : false;
@@ -43,22 +43,8 @@ const listedEverywhere = (nodes, ticketId, ids, timeoutMs = 5000) => h.eventuall
   throw new Error(`viewers of ${ticketId} per node: ${JSON.stringify(lists.map(idsOf))}`);
 }, { timeoutMs, message: `viewers ${JSON.stringify(ids)} of ${ticketId} on every node` });
 
-// Starts Redis and `count` nodes; returns a context the describe fills in.
-function clusterContext(count, config = {}) {
-  const ctx = { redis: null, nodes: [] };
-  before(async () => {
-    ctx.redis = await startRedis();
-    ctx.nodes = await h.startNodes(count, { ...NODE_CONFIG, redis_url: ctx.redis.url, ...config });
-    await h.waitCluster(ctx.nodes, count, { token: TOKEN });
-  });
-  after(async () => {
-    h.closeAllSockets();
-    await h.stopNodes(ctx.nodes);
-    if (ctx.redis) await ctx.redis.cleanup();
-  });
-  afterEach(() => h.closeAllSockets());
-  return ctx;
-}
+// Redis and `count` nodes (NODE_CONFIG, then `config`) for the describe; see redis.js.
+const clusterContext = (count, config = {}) => clusterForDescribe(count, { ...NODE_CONFIG, ...config }, { token: TOKEN });
 
 const ADA = { agentId: 'ada', agentName: 'Ada' };
 const BOB = { agentId: 'bob', agentName: 'Bob' };

@@ -2,7 +2,7 @@
 
 // Contract section 1: connection, transports, upgrade, origins.
 
-const { describe, it, before, after, afterEach } = require('node:test');
+const { describe, it, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const nodeHttp = require('node:http');
 const crypto = require('node:crypto');
@@ -11,14 +11,7 @@ const h = require('../helpers');
 const TOKEN = 's3cret';
 
 describe('connection (section 1)', () => {
-  let server;
-  before(async () => {
-    server = await h.startServer({ internal_token: TOKEN, events_per_second: 0 });
-  });
-  after(async () => {
-    h.closeAllSockets();
-    if (server) await server.stop();
-  });
+  const server = h.serverForDescribe({ internal_token: TOKEN, events_per_second: 0 });
   afterEach(() => h.closeAllSockets());
 
   for (const transport of h.TRANSPORTS) {
@@ -143,16 +136,9 @@ function rawUpgrade(url, headers) {
 }
 
 describe('origins (section 1, cors_origins)', { skip: h.isPeer && 'the peer uses socket.io\'s cors option, not the contract\'s origin check' }, () => {
-  let server;
   const GOOD = 'http://good.example';
   const OTHER = 'http://other.example:8080';
-  before(async () => {
-    server = await h.startServer({ internal_token: TOKEN, cors_origins: [GOOD, OTHER] });
-  });
-  after(async () => {
-    h.closeAllSockets();
-    if (server) await server.stop();
-  });
+  const server = h.serverForDescribe({ internal_token: TOKEN, cors_origins: [GOOD, OTHER] });
 
   const handshake = (origin) => rawGet(`${server.url}/socket.io/?EIO=4&transport=polling`, origin ? { Origin: origin } : {});
 

@@ -2,7 +2,7 @@
 
 // Contract section 2: replies, error codes, identifiers, precedence, limits.
 
-const { describe, it, before, after, afterEach } = require('node:test');
+const { describe, it, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('../helpers');
 
@@ -18,14 +18,7 @@ const CONFIG = {
 };
 
 describe('replies and errors (section 2)', () => {
-  let server;
-  before(async () => {
-    server = await h.startServer(CONFIG);
-  });
-  after(async () => {
-    h.closeAllSockets();
-    if (server) await server.stop();
-  });
+  const server = h.serverForDescribe(CONFIG);
   afterEach(() => h.closeAllSockets());
 
   const viewers = async (ticketId) => {
@@ -384,14 +377,7 @@ describe('replies and errors (section 2)', () => {
 });
 
 describe('RATE_LIMITED (events_per_second 5, burst 10)', () => {
-  let server;
-  before(async () => {
-    server = await h.startServer({ ...CONFIG, events_per_second: 5 });
-  });
-  after(async () => {
-    h.closeAllSockets();
-    if (server) await server.stop();
-  });
+  const server = h.serverForDescribe({ ...CONFIG, events_per_second: 5 });
   afterEach(() => h.closeAllSockets());
 
   for (const transport of h.TRANSPORTS) {

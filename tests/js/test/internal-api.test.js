@@ -13,14 +13,7 @@ const MAX_BODY = 1024;
 const CONFIG = { internal_token: TOKEN, entity_types: ['contact', 'deal'], events_per_second: 0, max_body: MAX_BODY };
 
 describe('internal HTTP API (section 5)', () => {
-  let server;
-  before(async () => {
-    server = await h.startServer(CONFIG);
-  });
-  after(async () => {
-    h.closeAllSockets();
-    if (server) await server.stop();
-  });
+  const server = h.serverForDescribe(CONFIG);
   afterEach(() => h.closeAllSockets());
 
   const api = (method, path, opts = {}) => h.http(method, `${server.internalUrl}${path}`, { token: TOKEN, ...opts });
@@ -358,14 +351,7 @@ describe('batch size limit (default max_body)', () => {
 });
 
 describe('stats, metrics and viewers counts', () => {
-  let server;
-  before(async () => {
-    server = await h.startServer({ internal_token: TOKEN, events_per_second: 0 });
-  });
-  after(async () => {
-    h.closeAllSockets();
-    if (server) await server.stop();
-  });
+  const server = h.serverForDescribe({ internal_token: TOKEN, events_per_second: 0 });
 
   const stats = async () => (await h.http('GET', `${server.internalUrl}/v1/stats`, { token: TOKEN })).json;
   // The sum of a metric's samples over all its label sets.

@@ -2,7 +2,7 @@
 
 // Contract section 3, the timed rules: typing timeout and the stale sweep.
 
-const { describe, it, before, after, afterEach } = require('node:test');
+const { describe, it, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('../helpers');
 
@@ -25,15 +25,8 @@ async function view(s, ticketId, agentId, agentName) {
 }
 
 describe(`typing timeout (typing_timeout ${TYPING_TIMEOUT} ms)`, () => {
-  let server;
-  before(async () => {
-    // No stale sweep within these tests.
-    server = await h.startServer({ typing_timeout: TYPING_TIMEOUT, internal_token: TOKEN, events_per_second: 0 });
-  });
-  after(async () => {
-    h.closeAllSockets();
-    if (server) await server.stop();
-  });
+  // No stale sweep within these tests.
+  const server = h.serverForDescribe({ typing_timeout: TYPING_TIMEOUT, internal_token: TOKEN, events_per_second: 0 });
   afterEach(() => h.closeAllSockets());
 
   for (const transport of h.TRANSPORTS) {
@@ -89,19 +82,12 @@ describe(`typing timeout (typing_timeout ${TYPING_TIMEOUT} ms)`, () => {
 });
 
 describe(`stale sweep (sweep_interval ${SWEEP_INTERVAL} ms, stale_after ${STALE_AFTER} ms)`, () => {
-  let server;
-  before(async () => {
-    server = await h.startServer({
-      typing_timeout: 10000,
-      sweep_interval: SWEEP_INTERVAL,
-      stale_after: STALE_AFTER,
-      internal_token: TOKEN,
-      events_per_second: 0,
-    });
-  });
-  after(async () => {
-    h.closeAllSockets();
-    if (server) await server.stop();
+  const server = h.serverForDescribe({
+    typing_timeout: 10000,
+    sweep_interval: SWEEP_INTERVAL,
+    stale_after: STALE_AFTER,
+    internal_token: TOKEN,
+    events_per_second: 0,
   });
   afterEach(() => h.closeAllSockets());
 

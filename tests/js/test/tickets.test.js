@@ -2,21 +2,14 @@
 
 // Contract section 3: ticket collision detection (single instance, auth_mode none).
 
-const { describe, it, before, after, afterEach } = require('node:test');
+const { describe, it, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('../helpers');
 
 const TOKEN = 's3cret';
 
 describe('ticket collision detection (section 3)', () => {
-  let server;
-  before(async () => {
-    server = await h.startServer({ typing_timeout: 10000, internal_token: TOKEN, events_per_second: 0 });
-  });
-  after(async () => {
-    h.closeAllSockets();
-    if (server) await server.stop();
-  });
+  const server = h.serverForDescribe({ typing_timeout: 10000, internal_token: TOKEN, events_per_second: 0 });
   afterEach(() => h.closeAllSockets());
 
   const viewersOf = async (ticketId) => {
@@ -41,6 +34,33 @@ describe('ticket collision detection (section 3)', () => {
         await h.nextEvent(s, 'viewers:updated', { where: (p) => p.ticketId === ticketId && p.viewers.some((v) => v.agentId === agent.agentId) });
         return ack;
       };
+
+      // Ada (socket a) and then Bob (socket b) view a new ticket t.
+      const adaThenBobView = async () => {
+        const a = await connect();
+        const b = await connect();
+        const t = h.uid('t');
+        const ackA = await view(a, t, ADA);
+        await view(b, t, BOB);
+        return { a, b, t, ackA };
+      };
+
+      // Two tabs of Ada (a1, a2) and then Bob (b) view a new ticket t.
+      const twoAdaTabsThenBobView = async () => {
+        const a1 = await connect();
+        const a2 = await connect();
+        const b = await connect();
+        const t = h.uid('t');
+        await view(a1, t, ADA);
+        await view(a2, t, ADA);
+        await view(b, t, BOB);
+        return { a1, a2, b, t };
+      };
+
+      // The next viewers:updated on `s` that lists `n` viewers.
+      const viewersUpdatedTo = (s, n) => h.nextEvent(s, 'viewers:updated', { where: (p) => p.viewers.length === n });
+      // The next viewers:updated on `s` in which someone types.
+      const viewersUpdatedTyping = (s) => h.nextEvent(s, 'viewers:updated', { where: (p) => p.viewers.some((v) => v.status === 'typing') });
 
       it('the first viewer gets an ack with itself and viewers:updated, and no collision:warning', async () => {
         const s = await connect();
@@ -88,7 +108,7 @@ describe('ticket collision detection (section 3)', () => {
         assert.deepEqual(joined, { ticketId: t, agentId: 'bob', agentName: 'Bob', since: ackB.viewers[1].since });
 
         for (const s of [a, b]) {
-          const vu = await h.nextEvent(s, 'viewers:updated', { where: (p) => p.viewers.length === 2 });
+          const vu = await viewersUpdatedTo(s, 2);
           assert.equal(vu.ticketId, t);
           assert.deepEqual(vu.viewers, ackB.viewers);
         }
@@ -108,25 +128,21 @@ describe('ticket collision detection (section 3)', () => {
         assert.equal(list.length, 6);
         assert.equal(list[0].agentId, 'zed', 'the earliest viewer first, whatever its id');
         h.assertViewerList(list);
-        const last = await h.nextEvent(first, 'viewers:updated', { where: (p) => p.viewers.length === 6 });
+        const last = await viewersUpdatedTo(first, 6);
         h.assertViewerList(last.viewers);
         assert.deepEqual(last.viewers, list);
       });
 
       it('ticket:typing sends agent:typing to the others and viewers:updated with status typing', async () => {
-        const a = await connect();
-        const b = await connect();
-        const t = h.uid('t');
-        await view(a, t, ADA);
-        await view(b, t, BOB);
-        await h.nextEvent(a, 'viewers:updated', { where: (p) => p.viewers.length === 2 });
+        const { a, b, t } = await adaThenBobView();
+        await viewersUpdatedTo(a, 2);
         const ack = await h.emitAck(b, 'ticket:typing', { ticketId: t, agentId: 'bob' });
         assert.deepEqual(ack, { ok: true, ticketId: t });
         const typing = await h.nextEvent(a, 'agent:typing');
         h.assertKeys(typing, ['ticketId', 'agentId', 'agentName', 'warning', 'message'], 'agent:typing');
         assert.deepEqual(typing, { ticketId: t, agentId: 'bob', agentName: 'Bob', warning: 'COLLISION_RISK', message: 'Bob is typing...' });
         for (const s of [a, b]) {
-          const vu = await h.nextEvent(s, 'viewers:updated', { where: (p) => p.viewers.some((v) => v.status === 'typing') });
+          const vu = await viewersUpdatedTyping(s);
           h.assertViewerList(vu.viewers);
           const bob = vu.viewers.find((v) => v.agentId === 'bob');
           assert.equal(bob.status, 'typing');
@@ -183,16 +199,12 @@ describe('ticket collision detection (section 3)', () => {
       });
 
       it('repeated ticket:typing re-broadcasts nothing and keeps typingStartedAt', async () => {
-        const a = await connect();
-        const b = await connect();
-        const t = h.uid('t');
-        await view(a, t, ADA);
-        await view(b, t, BOB);
+        const { a, b, t } = await adaThenBobView();
         await h.emitAck(b, 'ticket:typing', { ticketId: t, agentId: 'bob' });
         await h.nextEvent(a, 'agent:typing');
-        const vu = await h.nextEvent(a, 'viewers:updated', { where: (p) => p.viewers.some((v) => v.status === 'typing') });
+        const vu = await viewersUpdatedTyping(a);
         const startedAt = vu.viewers.find((v) => v.agentId === 'bob').typingStartedAt;
-        await h.nextEvent(b, 'viewers:updated', { where: (p) => p.viewers.some((v) => v.status === 'typing') });
+        await viewersUpdatedTyping(b);
         h.clearEvents(a);
         h.clearEvents(b);
         await h.sleep(5);
@@ -205,11 +217,7 @@ describe('ticket collision detection (section 3)', () => {
       });
 
       it('ticket:stop_typing sends agent:stopped_typing to the others and viewers:updated with status viewing', async () => {
-        const a = await connect();
-        const b = await connect();
-        const t = h.uid('t');
-        await view(a, t, ADA);
-        await view(b, t, BOB);
+        const { a, b, t } = await adaThenBobView();
         await h.emitAck(b, 'ticket:typing', { ticketId: t, agentId: 'bob' });
         await h.nextEvent(a, 'agent:typing');
         h.clearEvents(a, 'viewers:updated');
@@ -227,18 +235,14 @@ describe('ticket collision detection (section 3)', () => {
       });
 
       it('ticket:leave sends agent:left (reason left) to the rest of the room, not to the leaver', async () => {
-        const a = await connect();
-        const b = await connect();
-        const t = h.uid('t');
-        await view(a, t, ADA);
-        await view(b, t, BOB);
-        await h.nextEvent(a, 'viewers:updated', { where: (p) => p.viewers.length === 2 });
+        const { a, b, t } = await adaThenBobView();
+        await viewersUpdatedTo(a, 2);
         const ack = await h.emitAck(b, 'ticket:leave', { ticketId: t, agentId: 'bob' });
         assert.deepEqual(ack, { ok: true, ticketId: t });
         const left = await h.nextEvent(a, 'agent:left');
         h.assertKeys(left, ['ticketId', 'agentId', 'agentName', 'reason'], 'agent:left');
         assert.deepEqual(left, { ticketId: t, agentId: 'bob', agentName: 'Bob', reason: 'left' });
-        const vu = await h.nextEvent(a, 'viewers:updated', { where: (p) => p.viewers.length === 1 });
+        const vu = await viewersUpdatedTo(a, 1);
         assert.deepEqual(vu.viewers.map((v) => v.agentId), ['ada']);
         await h.noEvent(b, 'agent:left');
         assert.deepEqual((await viewersOf(t)).map((v) => v.agentId), ['ada']);
@@ -290,25 +294,17 @@ describe('ticket collision detection (section 3)', () => {
       });
 
       it('disconnect sends agent:left with reason disconnected', async () => {
-        const a = await connect();
-        const b = await connect();
-        const t = h.uid('t');
-        await view(a, t, ADA);
-        await view(b, t, BOB);
+        const { a, b, t } = await adaThenBobView();
         await h.emitAck(b, 'ticket:typing', { ticketId: t, agentId: 'bob' });
         b.disconnect();
         const left = await h.nextEvent(a, 'agent:left');
         assert.deepEqual(left, { ticketId: t, agentId: 'bob', agentName: 'Bob', reason: 'disconnected' });
-        await h.nextEvent(a, 'viewers:updated', { where: (p) => p.viewers.length === 1 });
+        await viewersUpdatedTo(a, 1);
         assert.deepEqual((await viewersOf(t)).map((v) => v.agentId), ['ada']);
       });
 
       it('a re-sent ticket:view (heartbeat) keeps since and sends no agent:joined or warning', async () => {
-        const a = await connect();
-        const b = await connect();
-        const t = h.uid('t');
-        const ackA = await view(a, t, ADA);
-        await view(b, t, BOB);
+        const { a, b, t, ackA } = await adaThenBobView();
         await h.nextEvent(a, 'agent:joined');
         h.clearEvents(a);
         h.clearEvents(b);
@@ -334,7 +330,7 @@ describe('ticket collision detection (section 3)', () => {
         await view(o, t, CY);
         await view(s, t, ADA);
         await h.nextEvent(o, 'agent:joined');
-        await h.nextEvent(o, 'viewers:updated', { where: (p) => p.viewers.length === 2 });
+        await viewersUpdatedTo(o, 2);
         h.clearEvents(s);
         const ack = await h.emitAck(s, 'ticket:view', { ticketId: t, ...BOB });
         assert.equal(ack.ok, true);
@@ -359,7 +355,7 @@ describe('ticket collision detection (section 3)', () => {
           const ackA = await view(a1, t, ADA);
           await h.sleep(3);
           await view(b, t, BOB);
-          await h.nextEvent(a1, 'viewers:updated', { where: (p) => p.viewers.length === 2 });
+          await viewersUpdatedTo(a1, 2);
           h.clearEvents(a1);
           h.clearEvents(b);
           await h.sleep(5);
@@ -396,18 +392,12 @@ describe('ticket collision detection (section 3)', () => {
         });
 
         it('the room events reach every tab; typing excludes all the typist’s tabs', async () => {
-          const a1 = await connect();
-          const a2 = await connect();
-          const b = await connect();
-          const t = h.uid('t');
-          await view(a1, t, ADA);
-          await view(a2, t, ADA);
-          await view(b, t, BOB);
+          const { a1, a2, b, t } = await twoAdaTabsThenBobView();
           await h.nextEvent(a1, 'agent:joined');
           await h.nextEvent(a2, 'agent:joined');
           await h.emitAck(a2, 'ticket:typing', { ticketId: t, agentId: 'ada' });
           await h.nextEvent(b, 'agent:typing');
-          await h.nextEvent(a1, 'viewers:updated', { where: (p) => p.viewers.some((v) => v.status === 'typing') });
+          await viewersUpdatedTyping(a1);
           await Promise.all([h.noEvent(a1, 'agent:typing'), h.noEvent(a2, 'agent:typing')]);
           await h.emitAck(b, 'ticket:typing', { ticketId: t, agentId: 'bob' });
           await h.nextEvent(a1, 'agent:typing', { where: (p) => p.agentId === 'bob' });
@@ -415,13 +405,7 @@ describe('ticket collision detection (section 3)', () => {
         });
 
         it('the viewer types while any tab types', async () => {
-          const a1 = await connect();
-          const a2 = await connect();
-          const b = await connect();
-          const t = h.uid('t');
-          await view(a1, t, ADA);
-          await view(a2, t, ADA);
-          await view(b, t, BOB);
+          const { a1, a2, b, t } = await twoAdaTabsThenBobView();
           await h.emitAck(a1, 'ticket:typing', { ticketId: t, agentId: 'ada' });
           await h.nextEvent(b, 'agent:typing');
           const startedAt = (await viewersOf(t)).find((v) => v.agentId === 'ada').typingStartedAt;

@@ -2,7 +2,7 @@
 
 // Contract section 4: live timelines, and their delivery from the internal API (section 5).
 
-const { describe, it, before, after, afterEach } = require('node:test');
+const { describe, it, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('../helpers');
 
@@ -10,14 +10,7 @@ const TOKEN = 's3cret';
 const CONFIG = { internal_token: TOKEN, entity_types: ['contact', 'deal'], events_per_second: 0, max_timelines_per_socket: 3 };
 
 describe('live timelines (section 4)', () => {
-  let server;
-  before(async () => {
-    server = await h.startServer(CONFIG);
-  });
-  after(async () => {
-    h.closeAllSockets();
-    if (server) await server.stop();
-  });
+  const server = h.serverForDescribe(CONFIG);
   afterEach(() => h.closeAllSockets());
 
   const api = (method, path, opts = {}) => h.http(method, `${server.internalUrl}${path}`, { token: TOKEN, ...opts });
@@ -237,14 +230,7 @@ describe('live timelines (section 4)', () => {
 describe('disconnect ends subscriptions (section 4, counted by /v1/stats)', () => {
   for (const transport of h.TRANSPORTS) {
     describe(`over ${transport}`, () => {
-      let server;
-      before(async () => {
-        server = await h.startServer(CONFIG);
-      });
-      after(async () => {
-        h.closeAllSockets();
-        if (server) await server.stop();
-      });
+      const server = h.serverForDescribe(CONFIG);
 
       const stats = async () => {
         const res = await h.http('GET', `${server.internalUrl}/v1/stats`, { token: TOKEN });
