@@ -75,9 +75,14 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     let internal_server = serve(listeners.internal, internal_api::router(hub.clone()), &stop_accepting);
 
     let stop_timers = CancellationToken::new();
+    let token_expiries = {
+        let (hub, io, stop) = (hub.clone(), io.clone(), stop_timers.clone());
+        async move { hub.expiries.run(io, stop).await }
+    };
     let timers = [
         tokio::spawn(background::typing_expiry(hub.clone(), stop_timers.clone())),
         tokio::spawn(background::stale_sweep(hub.clone(), stop_timers.clone())),
+        tokio::spawn(token_expiries),
     ];
     hub.set_serving(true);
     tracing::info!(node = %hub.node_id, public = %public_addr, internal = %internal_addr, "switchboard serving");

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::{Arg, ArgAction, Command};
 
+use crate::auth::JwtVerifier;
+
 /// A configuration that cannot be served; names the key at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {key}: {message}")]
@@ -28,10 +30,12 @@ fn err(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 /// Identity of the agent behind a socket (contract §1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum AuthMode {
     /// The agent is whoever the payload says.
     None,
+    /// The agent is the `sub` of a token verified at connect.
+    Jwt(Box<JwtVerifier>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,20 +345,21 @@ fn read_file(path: &PathBuf) -> Result<toml::Table, ConfigError> {
 fn auth_mode(src: &Sources) -> Result<AuthMode, ConfigError> {
     match src.string("auth_mode")?.as_deref() {
         None | Some("none") => Ok(AuthMode::None),
-        Some("jwt") => {
-            // Check what would be needed first, so a broken setup is named
-            // precisely even before jwt is available.
-            match (src.string("jwt_secret")?, src.string("jwt_public_key_file")?) {
-                (None, None) => Err(err(
-                    "jwt_secret",
-                    "auth_mode = jwt needs jwt_secret or jwt_public_key_file",
-                )),
-                (_, Some(path)) if std::fs::read(&path).is_err() => {
-                    Err(err("jwt_public_key_file", format!("cannot read {path}")))
-                }
-                _ => Err(err("auth_mode", "jwt is not available in this version yet; use none")),
+        Some("jwt") => match (src.string("jwt_secret")?, src.string("jwt_public_key_file")?) {
+            (None, None) => Err(err(
+                "jwt_secret",
+                "auth_mode = jwt needs jwt_secret or jwt_public_key_file",
+            )),
+            (Some(_), Some(_)) => Err(err("jwt_secret", "set jwt_secret or jwt_public_key_file, not both")),
+            (Some(secret), None) => Ok(AuthMode::Jwt(Box::new(JwtVerifier::hs256(secret.as_bytes())))),
+            (None, Some(path)) => {
+                let pem =
+                    std::fs::read(&path).map_err(|e| err("jwt_public_key_file", format!("cannot read {path}: {e}")))?;
+                JwtVerifier::from_public_pem(&pem)
+                    .map(|v| AuthMode::Jwt(Box::new(v)))
+                    .map_err(|e| err("jwt_public_key_file", format!("{path}: {e}")))
             }
-        }
+        },
         Some(other) => Err(err("auth_mode", format!("expected none or jwt, got {other:?}"))),
     }
 }
@@ -465,6 +470,33 @@ mod tests {
         }
         let c = load(&["--config", path]).unwrap();
         assert_eq!(c.typing_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn jwt_needs_exactly_one_usable_key() {
+        assert_eq!(load(&["--auth-mode", "jwt"]).unwrap_err().key, "jwt_secret");
+        assert!(matches!(
+            load(&["--auth-mode", "jwt", "--jwt-secret", "s"]).unwrap().auth_mode,
+            AuthMode::Jwt(_)
+        ));
+        let both = [
+            "--auth-mode",
+            "jwt",
+            "--jwt-secret",
+            "s",
+            "--jwt-public-key-file",
+            "/nonexistent",
+        ];
+        assert_eq!(load(&both).unwrap_err().key, "jwt_secret");
+        let missing = ["--auth-mode", "jwt", "--jwt-public-key-file", "/nonexistent/key.pem"];
+        assert_eq!(load(&missing).unwrap_err().key, "jwt_public_key_file");
+        let not_a_key = [
+            "--auth-mode",
+            "jwt",
+            "--jwt-public-key-file",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+        ];
+        assert_eq!(load(&not_a_key).unwrap_err().key, "jwt_public_key_file");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Shared {
     cluster: Option<ClusterLink>,
     presence: Mutex<ViewerRegistry>,
     timelines: Mutex<TimelineRegistry>,
+    /// Sockets to disconnect when their token expires.
+    pub expiries: crate::auth::Expiries,
     /// Woken when a typing deadline is set, so the expiry task re-plans.
     pub typing_changed: Notify,
     connections: AtomicI64,
@@ -83,6 +85,7 @@ impl Hub {
                 cluster,
                 presence: Mutex::new(ViewerRegistry::new(rules)),
                 timelines: Mutex::new(timelines),
+                expiries: crate::auth::Expiries::default(),
                 typing_changed: Notify::new(),
                 connections: AtomicI64::new(0),
                 serving: AtomicBool::new(false),

@@ -146,6 +146,11 @@ impl AgentName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The agent's id as its display name, for a token without `name`.
+    pub fn of_agent(agent: &AgentId) -> Self {
+        Self(agent.0.clone())
+    }
 }
 
 impl<'de> Deserialize<'de> for AgentName {

@@ -21,6 +21,7 @@
 //! under its lock) → `outbox` (rooms, emits, ack) → sockets.
 
 pub mod app;
+pub mod auth;
 pub mod background;
 pub mod clock;
 pub mod cluster;

@@ -7,7 +7,6 @@ pub mod notify;
 pub mod payload;
 pub mod requests;
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -18,6 +17,8 @@ use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessageParts, MessageHandler};
 use socketioxide::socket::{DisconnectReason, Sid, Socket};
 
+use crate::auth::{TokenIdentity, Unauthorized};
+use crate::config::AuthMode;
 use crate::error::ClientError;
 use crate::hub::Hub;
 use crate::ids::TimelineKey;
@@ -30,6 +31,8 @@ use requests::{EventName, Request};
 #[derive(Debug)]
 struct SocketSession {
     bucket: Mutex<TokenBucket>,
+    /// The agent its token names (`auth_mode = jwt`).
+    token: Option<TokenIdentity>,
 }
 
 /// Serves the `/` namespace with the hub's rules.
@@ -38,12 +41,27 @@ pub fn attach(io: &SocketIo, hub: Hub) {
     // Handlers are registered in a middleware, which runs before the client
     // is told it is connected: the connect handler runs in a task of its own,
     // and an event arriving before it ran would find no handler.
-    let prepare = move |socket: SocketRef| {
+    let prepare = move |socket: SocketRef, TryData(auth): TryData<Value>| {
         let hub = hub.clone();
         async move {
+            let token = match &hub.config.auth_mode {
+                AuthMode::None => None,
+                AuthMode::Jwt(verifier) => match verifier.verify_handshake(auth.as_ref().ok()) {
+                    Ok(identity) => Some(identity),
+                    Err(e) => {
+                        tracing::debug!(sid = %socket.id, reason = %e.0, "handshake refused");
+                        hub.metrics.client_event("connect", "UNAUTHORIZED");
+                        return Err(e);
+                    }
+                },
+            };
+            if let Some(at) = token.as_ref().and_then(|t| t.expires_at) {
+                hub.expiries.schedule(socket.id, at);
+            }
             let bucket = TokenBucket::new(hub.config.events_per_second, Instant::now());
             socket.extensions.insert(Arc::new(SocketSession {
                 bucket: Mutex::new(bucket),
+                token,
             }));
             // A room of its own, as in socket.io, so broadcasts can leave out
             // all sockets of an agent by id (`except`), on any node.
@@ -54,7 +72,7 @@ pub fn attach(io: &SocketIo, hub: Hub) {
                 let hub = hub.clone();
                 async move { on_disconnect(&hub, socket.id, reason).await }
             });
-            Ok::<(), Infallible>(())
+            Ok::<(), Unauthorized>(())
         }
     };
     io.ns("/", on_connect.with(prepare));
@@ -80,19 +98,28 @@ impl MessageHandler<LocalAdapter, Routed> for EventRouter {
         let Ok(TryData(payload)) = TryData::<payload::ClientPayload>::from_message_parts(&s, &mut v, &ack_id);
         let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
         let ack = ack_id.map(|_| ack);
-        let allowed = match s.extensions.get::<Arc<SocketSession>>() {
-            Some(session) => session
+        let session = s.extensions.get::<Arc<SocketSession>>();
+        let allowed = session.as_ref().is_none_or(|session| {
+            session
                 .bucket
                 .lock()
                 .map(|mut b| b.take(Instant::now()))
-                .unwrap_or(true),
-            None => true,
-        };
-        handle_event(&self.hub, s.id, &event, payload.ok().map(|p| p.0), allowed, ack);
+                .unwrap_or(true)
+        });
+        let token = session.as_ref().and_then(|s| s.token.as_ref());
+        handle_event(&self.hub, s.id, &event, payload.ok().map(|p| p.0), allowed, token, ack);
     }
 }
 
-fn handle_event(hub: &Hub, sid: Sid, event: &str, payload: Option<Value>, allowed: bool, ack: Option<AckSender>) {
+fn handle_event(
+    hub: &Hub,
+    sid: Sid,
+    event: &str,
+    payload: Option<Value>,
+    allowed: bool,
+    token: Option<&TokenIdentity>,
+    ack: Option<AckSender>,
+) {
     let Some(name) = EventName::parse(event) else {
         // Unknown events are answered only when the client waits for an ack.
         let error = if allowed {
@@ -114,7 +141,7 @@ fn handle_event(hub: &Hub, sid: Sid, event: &str, payload: Option<Value>, allowe
     } else {
         payload
             .ok_or_else(|| ClientError::InvalidPayload("payload must be an object".into()))
-            .and_then(|p| Request::parse(name, &p))
+            .and_then(|p| Request::parse(name, &p, token))
             .and_then(|request| apply(hub, sid, request))
     };
     hub.metrics
