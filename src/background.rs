@@ -37,13 +37,6 @@ pub async fn stale_sweep(hub: Hub, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let now = hub.clock.now_ms();
-        let _ = hub.with_presence(|r| {
-            let events = r.sweep_stale(now);
-            if !events.is_empty() {
-                tracing::debug!(events = events.len(), "stale viewers swept");
-            }
-            Ok(((), events))
-        });
+        hub.sweep_stale(hub.clock.now_ms());
     }
 }

@@ -140,6 +140,35 @@ impl Hub {
         self.typing_changed.notify_one();
     }
 
+    /// Sweeps this node's sockets out of stale viewers; the other nodes
+    /// replay the removals (each sweeps its own sockets).
+    pub fn sweep_stale(&self, now: crate::presence::Millis) {
+        let local = self.local_sids();
+        let mut registry = lock(&self.presence);
+        let (events, removed) = registry.sweep_stale(now, |sid| local.as_ref().is_none_or(|l| l.contains(&sid)));
+        if !removed.is_empty() {
+            tracing::debug!(sockets = removed.len(), "stale viewers swept");
+        }
+        self.deliver(events);
+        if let Some(cluster) = &self.cluster {
+            for change in removed {
+                cluster.send(crate::cluster::messages::Message::Presence { change });
+            }
+        }
+    }
+
+    /// This node's sockets, when the registry also holds other nodes'
+    /// (`None`: every socket in it is local).
+    fn local_sids(&self) -> Option<std::collections::HashSet<Sid>> {
+        self.cluster.as_ref()?;
+        Some(
+            self.io
+                .of("/")
+                .map(|ns| ns.sockets().iter().map(|s| s.id).collect())
+                .unwrap_or_default(),
+        )
+    }
+
     /// Removes sockets of another node (gone or lost) from presence.
     pub fn remove_sockets(&self, sids: impl Iterator<Item = Sid>, reason: LeaveReason) {
         let mut registry = lock(&self.presence);
@@ -222,16 +251,9 @@ impl Hub {
     /// This node's figures: in a cluster the registry holds everyone's
     /// viewers, so only those with a socket here count.
     pub fn stats(&self) -> NodeStats {
-        let presence = match &self.cluster {
+        let presence = match self.local_sids() {
             None => lock(&self.presence).stats(),
-            Some(_) => {
-                let local: std::collections::HashSet<Sid> = self
-                    .io
-                    .of("/")
-                    .map(|ns| ns.sockets().iter().map(|s| s.id).collect())
-                    .unwrap_or_default();
-                lock(&self.presence).stats_where(|sid| local.contains(&sid))
-            }
+            Some(local) => lock(&self.presence).stats_where(|sid| local.contains(&sid)),
         };
         NodeStats {
             connections: self.connections.load(Ordering::Relaxed),

@@ -95,6 +95,15 @@ pub enum PresenceEvent {
         name: AgentName,
         except: Vec<Sid>,
     },
+    /// `agent:left` to one socket only: a stale socket of a viewer that
+    /// stays through its sockets on other nodes.
+    AgentLeftTo {
+        sid: Sid,
+        ticket: TicketId,
+        agent: AgentId,
+        name: AgentName,
+        reason: LeaveReason,
+    },
     /// `agent:left` to the room except `except`.
     AgentLeft {
         ticket: TicketId,
@@ -133,6 +142,12 @@ pub enum PresenceOp {
         ticket: TicketId,
         agent: AgentId,
     },
+    /// The sender's stale sweep removed this socket from the viewer.
+    Stale {
+        sid: Sid,
+        ticket: TicketId,
+        agent: AgentId,
+    },
     Disconnect {
         sid: Sid,
     },
@@ -146,6 +161,7 @@ impl PresenceOp {
             | Self::Typing { sid, .. }
             | Self::StopTyping { sid, .. }
             | Self::Leave { sid, .. }
+            | Self::Stale { sid, .. }
             | Self::Disconnect { sid } => *sid,
         }
     }

@@ -331,6 +331,12 @@ impl ViewerRegistry {
             PresenceOp::StopTyping { sid, ticket, agent, at } => (None, self.stop_typing(*sid, ticket, agent, *at)?),
             PresenceOp::Leave { sid, ticket, agent } => (None, self.leave(*sid, ticket, agent)?),
             PresenceOp::Disconnect { sid } => (None, self.disconnect(*sid, LeaveReason::Disconnected)),
+            PresenceOp::Stale { sid, ticket, agent } => {
+                self.check_viewing(*sid, ticket, agent)?;
+                let mut events = Vec::new();
+                self.leave_socket(*sid, ticket, agent, LeaveReason::Stale, &mut events);
+                (None, events)
+            }
         })
     }
 
@@ -408,8 +414,14 @@ impl ViewerRegistry {
         self.typing_deadlines.first().map(|d| d.0)
     }
 
-    /// Removes viewers idle for `stale_after`; their sockets stay connected.
-    pub fn sweep_stale(&mut self, now: Millis) -> Vec<PresenceEvent> {
+    /// Removes this node's sockets from viewers idle for `stale_after`
+    /// (`local` tells which sockets are this node's). A viewer whose sockets
+    /// are all here leaves with `stale`: the room hears it, its own sockets
+    /// too, and they leave the room but stay connected. A viewer that also
+    /// has sockets on other nodes keeps them until those nodes sweep theirs;
+    /// the sockets removed here hear `agent:left` alone. Returns the events,
+    /// and the removals for the other nodes to replay.
+    pub fn sweep_stale(&mut self, now: Millis, local: impl Fn(Sid) -> bool) -> (Vec<PresenceEvent>, Vec<PresenceOp>) {
         let mut stale: Vec<(TicketId, AgentId)> = self
             .tickets
             .iter()
@@ -417,15 +429,39 @@ impl ViewerRegistry {
                 viewers
                     .iter()
                     .filter(|(_, v)| now.saturating_sub(v.last_activity) >= self.rules.stale_after_ms)
+                    .filter(|(_, v)| v.sockets.keys().any(|sid| local(*sid)))
                     .map(move |(agent, _)| (ticket.clone(), agent.clone()))
             })
             .collect();
         stale.sort();
-        let mut events = Vec::new();
+        let (mut events, mut removed) = (Vec::new(), Vec::new());
         for (ticket, agent) in stale {
-            self.remove_viewer(&ticket, &agent, LeaveReason::Stale, &mut events);
+            let Some(viewer) = self.tickets.get(&ticket).and_then(|v| v.get(&agent)) else {
+                continue;
+            };
+            let name = viewer.name.clone();
+            let (here, elsewhere): (Vec<Sid>, Vec<Sid>) = viewer.sids().into_iter().partition(|sid| local(*sid));
+            removed.extend(here.iter().map(|&sid| PresenceOp::Stale {
+                sid,
+                ticket: ticket.clone(),
+                agent: agent.clone(),
+            }));
+            if elsewhere.is_empty() {
+                self.remove_viewer(&ticket, &agent, LeaveReason::Stale, &mut events);
+                continue;
+            }
+            for sid in here {
+                events.push(PresenceEvent::AgentLeftTo {
+                    sid,
+                    ticket: ticket.clone(),
+                    agent: agent.clone(),
+                    name: name.clone(),
+                    reason: LeaveReason::Stale,
+                });
+                self.leave_socket(sid, &ticket, &agent, LeaveReason::Stale, &mut events);
+            }
         }
-        events
+        (events, removed)
     }
 
     /// The viewers of a ticket, ordered by `since`, then `agentId`.

@@ -41,6 +41,7 @@ fn kinds(events: &[PresenceEvent]) -> Vec<&'static str> {
             PresenceEvent::AgentTyping { .. } => "agent:typing",
             PresenceEvent::AgentStoppedTyping { .. } => "agent:stopped_typing",
             PresenceEvent::AgentLeft { .. } => "agent:left",
+            PresenceEvent::AgentLeftTo { .. } => "agent:left:to",
         })
         .collect()
 }
@@ -178,8 +179,11 @@ fn repeated_view_is_a_silent_heartbeat_that_keeps_since() {
     assert!(events.is_empty());
     assert_eq!(viewers[0].since, 1000);
     // The heartbeat is activity: not stale at 1000 + STALE_MS.
-    assert!(r.sweep_stale(1000 + STALE_MS).is_empty());
-    assert_eq!(left_reason(&r.sweep_stale(5000 + STALE_MS)), Some(LeaveReason::Stale));
+    assert!(r.sweep_stale(1000 + STALE_MS, |_| true).0.is_empty());
+    assert_eq!(
+        left_reason(&r.sweep_stale(5000 + STALE_MS, |_| true).0),
+        Some(LeaveReason::Stale)
+    );
 }
 
 #[test]
@@ -349,8 +353,9 @@ fn stale_viewers_are_swept_and_their_sockets_told() {
     r.view(ada, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
     r.view(bob, &t("1"), &a("8"), &n("Bob"), 0).unwrap();
     r.typing(bob, &t("1"), &a("8"), 1000).unwrap();
-    assert!(r.sweep_stale(STALE_MS - 1).is_empty());
-    let events = r.sweep_stale(STALE_MS);
+    assert!(r.sweep_stale(STALE_MS - 1, |_| true).0.is_empty());
+    let (events, removed) = r.sweep_stale(STALE_MS, |_| true);
+    assert_eq!(removed.len(), 1);
     // Ada is stale: the room, her own socket included, hears it; then she leaves the room.
     assert_eq!(kinds(&events), ["agent:left", "leave", "viewers:updated"]);
     let PresenceEvent::AgentLeft { except, reason, .. } = &events[0] else {
@@ -472,4 +477,68 @@ fn local_stats_count_only_viewers_with_a_local_socket() {
     r.apply(&view_op(there, "2", "8", "Bob", 0), Origin::Remote).unwrap();
     assert_eq!(r.stats(), PresenceStats { tickets: 2, viewers: 3 });
     assert_eq!(r.stats_where(|s| s == here), PresenceStats { tickets: 1, viewers: 1 });
+}
+
+#[test]
+fn a_stale_viewer_with_sockets_on_another_node_keeps_them_until_that_node_sweeps() {
+    let mut r = registry();
+    let (here, there, watcher) = (sid(), sid(), sid());
+    r.view(watcher, &t("1"), &a("8"), &n("Bob"), STALE_MS).unwrap();
+    r.view(here, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
+    r.apply(&view_op(there, "1", "7", "Ada", 0), Origin::Remote).unwrap();
+    let local = |s: Sid| s != there;
+    let (events, removed) = r.sweep_stale(STALE_MS, local);
+    // Only this node's socket of Ada goes, and only it hears agent:left.
+    assert_eq!(kinds(&events), ["agent:left:to", "leave"]);
+    assert_eq!(
+        removed,
+        vec![PresenceOp::Stale {
+            sid: here,
+            ticket: t("1"),
+            agent: a("7")
+        }]
+    );
+    assert_eq!(
+        r.list(&t("1")).len(),
+        2,
+        "Ada stays, through her socket on the other node"
+    );
+    assert!(matches!(
+        r.typing(here, &t("1"), &a("7"), STALE_MS),
+        Err(ClientError::NotViewing(_))
+    ));
+    // A second sweep here has nothing left to do for Ada.
+    assert!(r.sweep_stale(STALE_MS + 1, local).1.is_empty());
+    // The other node sweeps its socket: Ada leaves, the room hears it.
+    let (_, events) = r
+        .apply(
+            &PresenceOp::Stale {
+                sid: there,
+                ticket: t("1"),
+                agent: a("7"),
+            },
+            Origin::Remote,
+        )
+        .unwrap();
+    assert_eq!(left_reason(&events), Some(LeaveReason::Stale));
+    assert_eq!(r.list(&t("1")).len(), 1);
+}
+
+#[test]
+fn activity_anywhere_keeps_a_viewer_from_going_stale() {
+    let mut r = registry();
+    let (here, there) = (sid(), sid());
+    r.view(here, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
+    r.apply(&view_op(there, "1", "7", "Ada", 0), Origin::Remote).unwrap();
+    r.apply(
+        &PresenceOp::Typing {
+            sid: there,
+            ticket: t("1"),
+            agent: a("7"),
+            at: STALE_MS - 1,
+        },
+        Origin::Remote,
+    )
+    .unwrap();
+    assert!(r.sweep_stale(STALE_MS, |s| s == here).1.is_empty());
 }

@@ -78,6 +78,17 @@ pub fn delivery(event: PresenceEvent) -> Delivery {
             event: "agent:stopped_typing",
             payload: json!({ "ticketId": ticket, "agentId": agent, "agentName": name }),
         },
+        PresenceEvent::AgentLeftTo {
+            sid,
+            ticket,
+            agent,
+            name,
+            reason,
+        } => Delivery::ToSocket {
+            sid,
+            event: "agent:left",
+            payload: json!({ "ticketId": ticket, "agentId": agent, "agentName": name, "reason": reason }),
+        },
         PresenceEvent::AgentLeft {
             ticket,
             agent,
