@@ -155,6 +155,8 @@ pub fn command() -> Command {
             Arg::new(*key)
                 .long(flag(key))
                 .env(env_name(key))
+                // Secrets may sit in the environment: never echo values in --help.
+                .hide_env_values(true)
                 .value_name(key.to_uppercase())
                 .help(format!("{help} [config key: {key}] [default: {default}]"))
                 .action(ArgAction::Set),
