@@ -508,3 +508,51 @@ describe('cluster: GET /v1/stats cluster part (section 5)', () => {
     }, { timeoutMs: 5000, message: 'cluster figures once everyone is gone' });
   });
 });
+
+describe('cluster: the stale sweep across nodes (section 3)', { skip: PRESENCE_SKIP }, () => {
+  // Short timers: idle 1.5 s makes a viewer stale; each node sweeps every 300 ms.
+  const ctx = clusterContext(2, { stale_after: 1500, sweep_interval: 300 });
+
+  it('an idle agent with tabs on two nodes leaves once, with reason stale; every tab hears it and stays connected', async () => {
+    const [A, B] = ctx.nodes;
+    const t = h.uid('t');
+    const adaA = await h.connect(A.url, { transports: ['websocket'] });
+    const adaB = await h.connect(B.url, { transports: ['websocket'] });
+    const bob = await h.connect(A.url, { transports: ['websocket'] });
+    await view(adaA, t, ADA);
+    await view(adaB, t, ADA);
+    await listedEverywhere([A, B], t, ['ada']);
+    // Bob stays active (a heartbeat view every 500 ms) while Ada idles.
+    const heartbeat = setInterval(() => bob.emit('ticket:view', { ticketId: t, ...BOB }), 500);
+    try {
+      await view(bob, t, BOB);
+      const left = (s) => h.nextEvent(s, 'agent:left', { where: (p) => p.ticketId === t && p.agentId === 'ada', timeout: 6000 });
+      const [onBob, onA, onB] = await Promise.all([left(bob), left(adaA), left(adaB)]);
+      for (const p of [onBob, onA, onB]) assert.equal(p.reason, 'stale');
+      await listedEverywhere([A, B], t, ['bob']);
+      await h.noEvent(bob, 'agent:left', 500, { where: (p) => p.agentId === 'ada' });
+      assert.equal(adaA.connected && adaB.connected, true, 'stale tabs stay connected');
+      h.assertAckError(await h.emitAck(adaB, 'ticket:typing', { ticketId: t, agentId: 'ada' }), 'NOT_VIEWING');
+    } finally {
+      clearInterval(heartbeat);
+    }
+  });
+
+  it('activity on one node keeps the viewer on every node', async () => {
+    const [A, B] = ctx.nodes;
+    const t = h.uid('t');
+    const adaA = await h.connect(A.url, { transports: ['websocket'] });
+    const adaB = await h.connect(B.url, { transports: ['websocket'] });
+    await view(adaA, t, ADA);
+    await view(adaB, t, ADA);
+    // Only the tab on B is active (typing renews the activity every 400 ms).
+    const typing = setInterval(() => adaB.emit('ticket:typing', { ticketId: t, agentId: 'ada' }), 400);
+    try {
+      await h.sleep(3000); // twice stale_after
+      await h.noEvent(adaA, 'agent:left', 10);
+      await listedEverywhere([A, B], t, ['ada']);
+    } finally {
+      clearInterval(typing);
+    }
+  });
+});
