@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{self, ClusterLink};
 use crate::config::Config;
+use crate::delivery::Outbox;
 use crate::hub::Hub;
-use crate::outbox::Outbox;
 use crate::{background, internal_api, public, realtime};
 
 /// Queued packets a socket may hold before emits to it are dropped. A batch
@@ -48,7 +48,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
         .max_buffer_size(SOCKET_BUFFER)
         .build_layer();
-    let (outbox, outbox_task) = Outbox::start(io.clone());
+    let (outbox, delivery_task) = Outbox::start(io.clone());
     let node_id = node_id();
     let (cluster, cluster_start) = match &config.redis_url {
         Some(url) => {
@@ -57,8 +57,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         }
         None => (None, None),
     };
-    let hub = Hub::new(config.clone(), node_id, io.clone(), outbox, cluster);
-    realtime::attach(&io, hub.clone());
+    let hub = Hub::new(config.clone(), node_id, outbox.clone(), cluster);
+    realtime::attach(&io, hub.clone(), outbox.clone());
     let stop_cluster = CancellationToken::new();
     let cluster_tasks = cluster_start
         .map(|start| cluster::start(&hub, start, &stop_cluster))
@@ -75,17 +75,13 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     let internal_server = serve(listeners.internal, internal_api::router(hub.clone()), &stop_accepting);
 
     let stop_timers = CancellationToken::new();
-    let token_expiries = {
-        let (hub, io, stop) = (hub.clone(), io.clone(), stop_timers.clone());
-        async move { hub.expiries.run(io, stop).await }
-    };
     let timers = [
         tokio::spawn(background::typing_expiry(hub.clone(), stop_timers.clone())),
         tokio::spawn(background::stale_sweep(hub.clone(), stop_timers.clone())),
-        tokio::spawn(token_expiries),
+        tokio::spawn(background::token_expiry(hub.clone(), stop_timers.clone())),
     ];
     hub.set_serving(true);
-    tracing::info!(node = %hub.node_id, public = %public_addr, internal = %internal_addr, "switchboard serving");
+    tracing::info!(node = %hub.node_id(), public = %public_addr, internal = %internal_addr, "switchboard serving");
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -98,7 +94,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         for server in [public_server, internal_server] {
             report("http server", server.await);
         }
-        hub.outbox.flush().await;
+        outbox.flush().await;
         // The sockets' disconnects are queued for the other nodes; `Bye`
         // follows them, so the others know this node left on purpose.
         if let Some(cluster) = hub.cluster() {
@@ -113,7 +109,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     for task in timers.into_iter().chain(cluster_tasks) {
         report("background task", task.await.map(Ok));
     }
-    outbox_task.abort();
+    // Last: whatever the timers queued before they stopped is still sent
+    // (to sockets that are left, if any).
+    outbox.close();
+    report("delivery task", delivery_task.await.map(Ok));
     tracing::info!("stopped");
     Ok(())
 }

@@ -8,16 +8,13 @@
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde::Deserialize;
 use serde_json::Value;
-use socketioxide::SocketIo;
 use socketioxide::socket::Sid;
 use tokio::sync::Notify;
-use tokio::time::{Instant, sleep_until};
-use tokio_util::sync::CancellationToken;
 
 use crate::ids::{AgentId, AgentName};
 
@@ -119,7 +116,7 @@ impl JwtVerifier {
     }
 }
 
-/// Disconnects sockets whose token expired: one task, one ordered queue.
+/// When each socket's token expires, in order.
 #[derive(Debug, Default)]
 pub struct Expiries {
     queue: Mutex<BTreeSet<(u64, Sid)>>,
@@ -127,13 +124,19 @@ pub struct Expiries {
 }
 
 impl Expiries {
+    /// Resolves when an expiry was scheduled.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
     /// Disconnect `sid` at `at` (seconds since the epoch).
     pub fn schedule(&self, sid: Sid, at: u64) {
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).insert((at, sid));
         self.changed.notify_one();
     }
 
-    fn next(&self) -> Option<u64> {
+    /// The earliest expiry queued.
+    pub fn next(&self) -> Option<u64> {
         self.queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -141,7 +144,8 @@ impl Expiries {
             .map(|e| e.0)
     }
 
-    fn due(&self, now: u64) -> Vec<Sid> {
+    /// Takes the sockets whose expiry is `now` or earlier off the queue.
+    pub fn due(&self, now: u64) -> Vec<Sid> {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         let mut due = Vec::new();
         while queue.first().is_some_and(|e| e.0 <= now) {
@@ -150,29 +154,6 @@ impl Expiries {
             }
         }
         due
-    }
-
-    /// Runs until `stop`: at each expiry, disconnects the socket if it is
-    /// still here (clients that pass `auth` as a function reconnect with a
-    /// fresh token).
-    pub async fn run(&self, io: SocketIo, stop: CancellationToken) {
-        loop {
-            let wake = match self.next() {
-                Some(at) => Instant::now() + Duration::from_secs(at.saturating_sub(epoch_secs())),
-                None => Instant::now() + Duration::from_secs(3600),
-            };
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = self.changed.notified() => continue,
-                () = sleep_until(wake) => {}
-            }
-            for sid in self.due(epoch_secs()) {
-                if let Some(socket) = io.of("/").and_then(|ns| ns.get_socket(sid)) {
-                    tracing::debug!(%sid, "token expired: disconnecting");
-                    let _ = socket.disconnect();
-                }
-            }
-        }
     }
 }
 

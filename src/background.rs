@@ -1,35 +1,37 @@
-//! Timers of the presence rules: typing timeouts and the stale sweep. Each
-//! runs as an owned task that ends when its token is cancelled.
+//! The node's timers: typing timeouts, the stale sweep, token expiry. Each
+//! runs as an owned task that ends when its token is cancelled; each asks
+//! the hub to act, and the hub queues what sockets must hear.
 
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::epoch_secs;
 use crate::hub::Hub;
+
+/// How long a timer with nothing to wait for sleeps before looking again.
+const NOTHING_DUE: Duration = Duration::from_secs(3600);
 
 /// Turns typing that got no renewal within `typing_timeout` back to viewing.
 pub async fn typing_expiry(hub: Hub, stop: CancellationToken) {
     loop {
-        let next = hub.with_registry(|r| r.next_typing_deadline());
         // Nobody types: sleep until a typing event says otherwise.
-        let wake = next.map_or_else(
-            || Instant::now() + Duration::from_secs(3600),
-            |at| hub.clock.instant_at(at).into(),
-        );
+        let wake = hub
+            .next_typing_deadline()
+            .map_or_else(|| Instant::now() + NOTHING_DUE, |at| hub.clock().instant_at(at).into());
         tokio::select! {
             () = stop.cancelled() => return,
-            () = hub.typing_changed.notified() => continue,
+            () = hub.typing_changed() => continue,
             () = sleep_until(wake) => {}
         }
-        let now = hub.clock.now_ms();
-        let _ = hub.with_presence(|r| Ok(((), r.expire_typing(now))));
+        hub.expire_typing(hub.clock().now_ms());
     }
 }
 
 /// Every `sweep_interval`, removes viewers idle for `stale_after`.
 pub async fn stale_sweep(hub: Hub, stop: CancellationToken) {
-    let period = hub.config.sweep_interval;
+    let period = hub.config().sweep_interval;
     let mut ticks = interval_at(Instant::now() + period, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -37,6 +39,23 @@ pub async fn stale_sweep(hub: Hub, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        hub.sweep_stale(hub.clock.now_ms());
+        hub.sweep_stale(hub.clock().now_ms());
+    }
+}
+
+/// At each token's expiry, disconnects its socket if it is still here
+/// (clients that pass `auth` as a function reconnect with a fresh token).
+pub async fn token_expiry(hub: Hub, stop: CancellationToken) {
+    loop {
+        let wake = hub.next_token_expiry().map_or_else(
+            || Instant::now() + NOTHING_DUE,
+            |at| Instant::now() + Duration::from_secs(at.saturating_sub(epoch_secs())),
+        );
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = hub.token_expiries_changed() => continue,
+            () = sleep_until(wake) => {}
+        }
+        hub.expire_tokens(epoch_secs());
     }
 }

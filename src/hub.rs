@@ -1,70 +1,79 @@
-//! The state one node shares between its sockets, its internal API and its
-//! background tasks. Cloning a `Hub` is cheap: an `Arc` inside.
+//! The state one node shares between its sockets, its internal API, its
+//! cluster link and its timers, and the operations on it. Cloning a `Hub`
+//! is cheap: an `Arc` inside.
+//!
+//! Every operation that changes something decides under a registry's lock
+//! and queues what sockets must be told on the [`Outbox`] before it lets
+//! go, so deliveries keep the order of the decisions. The hub never talks to
+//! sockets itself.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
-use socketioxide::SocketIo;
 use socketioxide::socket::Sid;
 use tokio::sync::Notify;
 
+use crate::auth::Expiries;
 use crate::clock::Clock;
 use crate::cluster::ClusterLink;
-use crate::cluster::messages::NodeCounts;
+use crate::cluster::messages::{Message, NodeCounts};
 use crate::config::Config;
+use crate::delivery::{Delivery, Outbox, wire};
 use crate::error::ClientError;
-use crate::ids::EntityType;
+use crate::ids::{TicketId, TimelineKey};
 use crate::metrics::{Metrics, Snapshot};
-use crate::outbox::Outbox;
 use crate::presence::{
-    LeaveReason, Origin, PresenceEvent, PresenceOp, PresenceRules, PresenceStats, SocketPresence, ViewerRegistry,
-    ViewerView,
+    LeaveReason, Millis, Origin, PresenceEvent, PresenceOp, PresenceRules, PresenceStats, SocketPresence,
+    ViewerRegistry, ViewerView,
 };
-use crate::realtime::notify;
-use crate::timelines::{TimelineRegistry, TimelineStats};
+use crate::timelines::{Membership, TimelineEvent, TimelineRegistry, TimelineStats};
 
 #[derive(Clone, Debug)]
 pub struct Hub {
-    shared: Arc<Shared>,
+    shared: std::sync::Arc<Shared>,
 }
 
 #[derive(Debug)]
-pub struct Shared {
-    pub config: Config,
-    pub node_id: String,
-    pub clock: Clock,
-    pub io: SocketIo,
-    pub outbox: Outbox,
-    pub metrics: Metrics,
+struct Shared {
+    config: Config,
+    node_id: String,
+    clock: Clock,
+    outbox: Outbox,
+    metrics: Metrics,
     /// The other nodes, when Redis is configured.
     cluster: Option<ClusterLink>,
+    // Lock order: none. `presence`, `timelines` and `local_sockets` are never
+    // held together; an operation that needs two reads one, lets go, then
+    // takes the other.
     presence: Mutex<ViewerRegistry>,
     timelines: Mutex<TimelineRegistry>,
+    /// This node's sockets (the registry also holds other nodes').
+    local_sockets: Mutex<HashSet<Sid>>,
     /// Sockets to disconnect when their token expires.
-    pub expiries: crate::auth::Expiries,
-    /// Woken when a typing deadline is set, so the expiry task re-plans.
-    pub typing_changed: Notify,
-    connections: AtomicI64,
+    expiries: Expiries,
+    /// Woken when a typing deadline may have moved earlier.
+    typing_changed: Notify,
     serving: AtomicBool,
 }
 
 /// This node's figures for `/v1/stats`.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeStats {
-    pub connections: i64,
+    pub connections: usize,
     pub presence: PresenceStats,
     pub timelines: TimelineStats,
 }
 
-impl std::ops::Deref for Hub {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.shared
-    }
+/// Whether a publish reached every node, or only this one (Redis is down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    AllNodes,
+    ThisNodeOnly,
 }
 
 impl Hub {
-    pub fn new(config: Config, node_id: String, io: SocketIo, outbox: Outbox, cluster: Option<ClusterLink>) -> Self {
+    pub fn new(config: Config, node_id: String, outbox: Outbox, cluster: Option<ClusterLink>) -> Self {
         let rules = PresenceRules {
             typing_timeout_ms: config.typing_timeout.as_millis() as u64,
             stale_after_ms: config.stale_after.as_millis() as u64,
@@ -76,56 +85,105 @@ impl Hub {
             metrics.register(Box::new(link.messages.clone()));
         }
         Self {
-            shared: Arc::new(Shared {
+            shared: std::sync::Arc::new(Shared {
                 node_id,
                 clock: Clock::new(),
-                io,
                 outbox,
                 metrics,
                 cluster,
                 presence: Mutex::new(ViewerRegistry::new(rules)),
                 timelines: Mutex::new(timelines),
-                expiries: crate::auth::Expiries::default(),
+                local_sockets: Mutex::new(HashSet::new()),
+                expiries: Expiries::default(),
                 typing_changed: Notify::new(),
-                connections: AtomicI64::new(0),
                 serving: AtomicBool::new(false),
                 config,
             }),
         }
     }
 
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+
+    pub fn cluster(&self) -> Option<&ClusterLink> {
+        self.shared.cluster.as_ref()
+    }
+
+    // --- this node's sockets -------------------------------------------------
+
+    /// A socket passed the handshake; `token_expiry` (seconds since the
+    /// epoch) is when its token stops being valid.
+    pub fn socket_connected(&self, sid: Sid, token_expiry: Option<u64>) {
+        lock(&self.shared.local_sockets).insert(sid);
+        self.shared.metrics.connections_opened.inc();
+        if let Some(at) = token_expiry {
+            self.shared.expiries.schedule(sid, at);
+        }
+    }
+
+    /// A socket is gone: it stops viewing and following everything.
+    pub fn socket_disconnected(&self, sid: Sid) {
+        let _ = self.apply_local(PresenceOp::Disconnect { sid });
+        lock(&self.shared.timelines).disconnect(sid);
+        lock(&self.shared.local_sockets).remove(&sid);
+    }
+
+    /// This node's sockets, when the registry also holds other nodes'
+    /// (`None`: every socket in it is local).
+    fn local_sids(&self) -> Option<HashSet<Sid>> {
+        self.shared.cluster.as_ref()?;
+        Some(lock(&self.shared.local_sockets).clone())
+    }
+
+    // --- presence ------------------------------------------------------------
+
     /// Applies a presence change made on this node: the registry, then the
     /// deliveries and the replication, queued under the lock so that both
-    /// keep the order of the changes.
+    /// keep the order of the changes. Returns the viewer list of a view's ack.
     pub fn apply_local(&self, op: PresenceOp) -> Result<Option<Vec<ViewerView>>, ClientError> {
-        let mut registry = lock(&self.presence);
-        let (viewers, events) = registry.apply(&op, Origin::Local)?;
-        self.deliver(events);
+        let mut registry = lock(&self.shared.presence);
+        let applied = registry.apply(&op, Origin::Local)?;
+        self.deliver(applied.events);
         let typing = matches!(op, PresenceOp::Typing { .. });
-        if let Some(cluster) = &self.cluster {
-            cluster.send(crate::cluster::messages::Message::Presence { change: op });
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.send(Message::Presence { change: op });
         }
+        drop(registry);
         if typing {
             // A new typing deadline: the expiry timer re-plans.
-            self.typing_changed.notify_one();
+            self.shared.typing_changed.notify_one();
         }
-        Ok(viewers)
+        Ok(applied.ack_viewers)
     }
 
     /// Replays a change another node made; its events reach local sockets.
     pub fn apply_remote(&self, op: &PresenceOp) {
-        let mut registry = lock(&self.presence);
+        let mut registry = lock(&self.shared.presence);
         match registry.apply(op, Origin::Remote) {
-            Ok((_, events)) => self.deliver(events),
+            Ok(applied) => self.deliver(applied.events),
             Err(e) => tracing::debug!(error = %e, ?op, "replicated change does not apply here"),
         }
-        self.typing_changed.notify_one();
+        drop(registry);
+        self.shared.typing_changed.notify_one();
     }
 
     /// Makes another node's sockets what its snapshot says: `gone` sockets
     /// are disconnected, the others synced.
     pub fn apply_snapshot(&self, gone: &[Sid], presence: &[SocketPresence]) {
-        let mut registry = lock(&self.presence);
+        let mut registry = lock(&self.shared.presence);
         for sid in gone {
             let events = registry.disconnect(*sid, LeaveReason::Disconnected);
             self.deliver(events);
@@ -137,149 +195,214 @@ impl Hub {
             let events = registry.sync_socket(entries[0].sid, &entries);
             self.deliver(events);
         }
-        self.typing_changed.notify_one();
-    }
-
-    /// Sweeps this node's sockets out of stale viewers; the other nodes
-    /// replay the removals (each sweeps its own sockets).
-    pub fn sweep_stale(&self, now: crate::presence::Millis) {
-        let local = self.local_sids();
-        let mut registry = lock(&self.presence);
-        let (events, removed) = registry.sweep_stale(now, |sid| local.as_ref().is_none_or(|l| l.contains(&sid)));
-        if !removed.is_empty() {
-            tracing::debug!(sockets = removed.len(), "stale viewers swept");
-        }
-        self.deliver(events);
-        if let Some(cluster) = &self.cluster {
-            for change in removed {
-                cluster.send(crate::cluster::messages::Message::Presence { change });
-            }
-        }
-    }
-
-    /// This node's sockets, when the registry also holds other nodes'
-    /// (`None`: every socket in it is local).
-    fn local_sids(&self) -> Option<std::collections::HashSet<Sid>> {
-        self.cluster.as_ref()?;
-        Some(
-            self.io
-                .of("/")
-                .map(|ns| ns.sockets().iter().map(|s| s.id).collect())
-                .unwrap_or_default(),
-        )
+        drop(registry);
+        self.shared.typing_changed.notify_one();
     }
 
     /// Removes sockets of another node (gone or lost) from presence.
     pub fn remove_sockets(&self, sids: impl Iterator<Item = Sid>, reason: LeaveReason) {
-        let mut registry = lock(&self.presence);
+        let mut registry = lock(&self.shared.presence);
         for sid in sids {
             let events = registry.disconnect(sid, reason);
             self.deliver(events);
         }
     }
 
-    /// Runs `f` on the viewer registry and queues the events it returns,
-    /// still under the lock, so deliveries keep the order of the changes.
-    pub fn with_presence<T>(
-        &self,
-        f: impl FnOnce(&mut ViewerRegistry) -> Result<(T, Vec<PresenceEvent>), ClientError>,
-    ) -> Result<T, ClientError> {
-        let mut registry = lock(&self.presence);
-        let (value, events) = f(&mut registry)?;
-        self.deliver(events);
-        Ok(value)
+    /// Sends this node's presence to the others. Built and queued under the
+    /// presence lock: it sits in the stream exactly between the changes
+    /// before and after it.
+    pub fn send_snapshot(&self) {
+        let Some(cluster) = &self.shared.cluster else { return };
+        let counts = self.node_counts();
+        let local = self.local_sids().unwrap_or_default();
+        let registry = lock(&self.shared.presence);
+        let presence: Vec<SocketPresence> = local.iter().flat_map(|sid| registry.socket_presence(*sid)).collect();
+        cluster.send(Message::Snapshot { presence, counts });
     }
 
-    /// Reads the registry under its lock.
-    pub fn with_registry<T>(&self, f: impl FnOnce(&ViewerRegistry) -> T) -> T {
-        f(&lock(&self.presence))
+    /// Turns typing that got no renewal in time back to viewing.
+    pub fn expire_typing(&self, now: Millis) {
+        let mut registry = lock(&self.shared.presence);
+        let events = registry.expire_typing(now);
+        self.deliver(events);
+    }
+
+    /// When the next typing timeout falls due, if anyone types.
+    pub fn next_typing_deadline(&self) -> Option<Millis> {
+        lock(&self.shared.presence).next_typing_deadline()
+    }
+
+    /// Resolves when a typing deadline may have changed.
+    pub async fn typing_changed(&self) {
+        self.shared.typing_changed.notified().await;
+    }
+
+    /// Sweeps this node's sockets out of stale viewers; the other nodes
+    /// replay the removals (each sweeps its own sockets).
+    pub fn sweep_stale(&self, now: Millis) {
+        let local = self.local_sids();
+        let mut registry = lock(&self.shared.presence);
+        let (events, removed) = registry.sweep_stale(now, |sid| local.as_ref().is_none_or(|l| l.contains(&sid)));
+        if !removed.is_empty() {
+            tracing::debug!(sockets = removed.len(), "stale viewers swept");
+        }
+        self.deliver(events);
+        if let Some(cluster) = &self.shared.cluster {
+            for change in removed {
+                cluster.send(Message::Presence { change });
+            }
+        }
+    }
+
+    pub fn viewers(&self, ticket: &TicketId) -> Vec<ViewerView> {
+        lock(&self.shared.presence).list(ticket)
     }
 
     fn deliver(&self, events: Vec<PresenceEvent>) {
         for event in events {
-            self.outbox.push(notify::delivery(event));
+            self.shared.outbox.push(wire::presence(event));
         }
     }
 
-    pub fn cluster(&self) -> Option<&ClusterLink> {
-        self.cluster.as_ref()
-    }
+    // --- timelines -----------------------------------------------------------
 
-    /// This node's own figures, as told to the others.
-    pub fn node_counts(&self) -> NodeCounts {
-        let timelines = lock(&self.timelines);
-        NodeCounts {
-            connections: self.connections.load(Ordering::Relaxed),
-            timeline_subscriptions: timelines.stats().subscriptions,
-            timeline_rooms: timelines.rooms().map(|k| k.room()).collect(),
+    /// `timeline:subscribe`: the socket joins the room and is told so.
+    pub fn subscribe(&self, sid: Sid, key: &TimelineKey) -> Result<(), ClientError> {
+        self.check_entity_type(key)?;
+        let mut timelines = lock(&self.shared.timelines);
+        if timelines.subscribe(sid, key)? == Membership::Changed {
+            self.shared.outbox.push(Delivery::Join { sid, room: key.room() });
         }
+        self.shared.outbox.push(wire::subscription(sid, key, true));
+        Ok(())
     }
 
-    pub fn timelines(&self) -> MutexGuard<'_, TimelineRegistry> {
-        lock(&self.timelines)
+    /// `timeline:unsubscribe`: the socket leaves the room and is told so.
+    pub fn unsubscribe(&self, sid: Sid, key: &TimelineKey) -> Result<(), ClientError> {
+        self.check_entity_type(key)?;
+        let mut timelines = lock(&self.shared.timelines);
+        if timelines.unsubscribe(sid, key) == Membership::Changed {
+            self.shared.outbox.push(Delivery::Leave { sid, room: key.room() });
+        }
+        self.shared.outbox.push(wire::subscription(sid, key, false));
+        Ok(())
     }
 
-    /// `FORBIDDEN` when an allow-list is configured and `t` is not on it.
-    pub fn check_entity_type(&self, t: &EntityType) -> Result<(), ClientError> {
-        match &self.config.entity_types {
-            Some(allowed) if !allowed.contains(t.as_str()) => {
-                Err(ClientError::Forbidden(format!("entity type \"{t}\" is not allowed")))
-            }
+    /// `FORBIDDEN` when an allow-list is configured and the type is not on it.
+    fn check_entity_type(&self, key: &TimelineKey) -> Result<(), ClientError> {
+        match &self.shared.config.entity_types {
+            Some(allowed) if !allowed.contains(key.entity_type.as_str()) => Err(ClientError::Forbidden(format!(
+                "entity type \"{}\" is not allowed",
+                key.entity_type
+            ))),
             _ => Ok(()),
         }
     }
 
+    /// A backend's publish: to this node's subscribers, and to the other
+    /// nodes for theirs.
+    pub fn publish(&self, event: &TimelineEvent) -> Reach {
+        self.shared.metrics.published(event.change.kind());
+        self.shared.outbox.push(wire::timeline(event));
+        match &self.shared.cluster {
+            None => Reach::AllNodes,
+            Some(cluster) => {
+                cluster.send(Message::Publish { event: event.clone() });
+                if cluster.is_up() {
+                    Reach::AllNodes
+                } else {
+                    Reach::ThisNodeOnly
+                }
+            }
+        }
+    }
+
+    /// A publish that reached another node, for this node's subscribers.
+    pub fn deliver_remote_publish(&self, event: &TimelineEvent) {
+        self.shared.outbox.push(wire::timeline(event));
+    }
+
+    /// After an outage: every timeline followed here may have missed events.
+    pub fn resync_timelines(&self) {
+        let timelines = lock(&self.shared.timelines);
+        for key in timelines.rooms() {
+            self.shared.outbox.push(wire::resync(key));
+        }
+    }
+
+    // --- token expiry --------------------------------------------------------
+
+    /// When the next token expires (seconds since the epoch).
+    pub fn next_token_expiry(&self) -> Option<u64> {
+        self.shared.expiries.next()
+    }
+
+    /// Disconnects the sockets whose token expired by `now`.
+    pub fn expire_tokens(&self, now: u64) {
+        for sid in self.shared.expiries.due(now) {
+            tracing::debug!(%sid, "token expired: disconnecting");
+            self.shared.outbox.push(Delivery::Disconnect { sid });
+        }
+    }
+
+    /// Resolves when a token expiry was scheduled.
+    pub async fn token_expiries_changed(&self) {
+        self.shared.expiries.changed().await;
+    }
+
+    // --- readiness and figures -----------------------------------------------
+
     /// Whether the node takes traffic (`/ready`): false before start and
     /// once shutdown begins.
     pub fn is_serving(&self) -> bool {
-        self.serving.load(Ordering::Relaxed)
+        self.shared.serving.load(Ordering::Relaxed)
     }
 
     pub fn set_serving(&self, serving: bool) {
-        self.serving.store(serving, Ordering::Relaxed);
+        self.shared.serving.store(serving, Ordering::Relaxed);
     }
 
-    pub fn connection_opened(&self) {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        self.metrics.connections_opened.inc();
-    }
-
-    pub fn connection_closed(&self) {
-        self.connections.fetch_sub(1, Ordering::Relaxed);
+    /// This node's own figures, as told to the others.
+    pub fn node_counts(&self) -> NodeCounts {
+        let connections = lock(&self.shared.local_sockets).len() as i64;
+        let timelines = lock(&self.shared.timelines);
+        NodeCounts {
+            connections,
+            timeline_subscriptions: timelines.stats().subscriptions,
+            timeline_rooms: timelines.rooms().map(TimelineKey::room).collect(),
+        }
     }
 
     /// This node's figures: in a cluster the registry holds everyone's
     /// viewers, so only those with a socket here count.
     pub fn stats(&self) -> NodeStats {
+        let connections = lock(&self.shared.local_sockets).len();
         let presence = match self.local_sids() {
-            None => lock(&self.presence).stats(),
-            Some(local) => lock(&self.presence).stats_where(|sid| local.contains(&sid)),
+            None => lock(&self.shared.presence).stats(),
+            Some(local) => lock(&self.shared.presence).stats_where(|sid| local.contains(&sid)),
         };
         NodeStats {
-            connections: self.connections.load(Ordering::Relaxed),
+            connections,
             presence,
-            timelines: lock(&self.timelines).stats(),
+            timelines: lock(&self.shared.timelines).stats(),
         }
     }
 
     /// Viewers of the whole cluster (or of this node alone).
     pub fn presence_stats(&self) -> PresenceStats {
-        lock(&self.presence).stats()
-    }
-
-    pub fn viewers(&self, ticket: &crate::ids::TicketId) -> Vec<crate::presence::ViewerView> {
-        lock(&self.presence).list(ticket)
+        lock(&self.shared.presence).stats()
     }
 
     pub fn metrics_text(&self) -> String {
         let s = self.stats();
-        self.metrics.render(Snapshot {
-            connections: s.connections,
+        self.shared.metrics.render(Snapshot {
+            connections: s.connections as i64,
             tickets_watched: s.presence.tickets as i64,
             viewers: s.presence.viewers as i64,
             timeline_rooms: s.timelines.rooms as i64,
             timeline_subscriptions: s.timelines.subscriptions as i64,
             cluster: self
+                .shared
                 .cluster
                 .as_ref()
                 .map(|c| (c.is_up(), c.counts(NodeCounts::default()).nodes as i64)),

@@ -70,6 +70,7 @@ macro_rules! identifier_type {
         #[serde(transparent)]
         pub struct $name(Arc<str>);
 
+        #[allow(dead_code, reason = "generated for every identifier type; not every type uses each item")]
         impl $name {
             /// Field name used in error messages and payloads.
             pub const FIELD: &'static str = $field;
@@ -194,6 +195,12 @@ impl EntityType {
     }
 }
 
+impl<'de> Deserialize<'de> for EntityType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(Some(&Value::deserialize(d)?)).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for EntityType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -201,7 +208,8 @@ impl fmt::Display for EntityType {
 }
 
 /// One timeline: an entity type and id, also the name of its room.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TimelineKey {
     pub entity_type: EntityType,
     pub entity_id: EntityId,

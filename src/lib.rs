@@ -2,38 +2,56 @@
 //!
 //! A Socket.IO-compatible realtime server for a CRM/helpdesk: ticket
 //! collision detection and live timelines. The wire contract is
-//! `docs/PROTOCOL.md`.
+//! `docs/PROTOCOL.md`; `docs/architecture.md` walks through the flows.
 //!
 //! # Layout
 //!
-//! - [`config`]: the typed configuration, layered default → file → env → flags.
-//! - [`ids`]: identifiers validated at the edge; [`error`]: client error codes.
-//! - [`presence`]: the viewer registry (who views, who types), plain and synchronous.
-//! - [`timelines`]: timeline subscriptions per socket and room.
-//! - [`realtime`]: Socket.IO handlers; parse a request, apply it, queue the outcome.
-//! - [`outbox`]: delivers queued joins, emits and acks in decision order.
-//! - [`internal_api`]: the backend HTTP API (publishes, viewers, stats, probes).
-//! - [`public`]: the public listener (Socket.IO, `/health`, origin policy).
-//! - [`background`]: typing timeouts and the stale sweep.
-//! - [`hub`]: the state shared by all of the above; [`app`] wires and stops it all.
+//! The domain, plain and synchronous (unit-tested without a network):
+//! - `ids`: identifiers validated at the edge; `error`: client error codes
+//!   (Socket.IO); `http_error`: HTTP error codes (both listeners).
+//! - `presence`: the viewer registry (who views, who types), returns events.
+//! - `timelines`: timeline events and the subscriptions per socket and room.
+//! - `rate_limit`: the per-socket token bucket; `clock`: monotonic epoch ms.
 //!
-//! An event flows: socket → `realtime` (rate limit, parse) → `hub` (registry
-//! under its lock) → `outbox` (rooms, emits, ack) → sockets.
+//! State and the way out:
+//! - `hub`: the node's shared state and its operations; decides under its
+//!   locks and queues the outcome.
+//! - `delivery`: the only code that talks to sockets (joins, emits, acks,
+//!   disconnects), one task in decision order; `delivery::wire` turns domain
+//!   outcomes into the contract's wire messages.
+//!
+//! The edges:
+//! - `realtime`: Socket.IO handlers: rate limit, parse, call the hub, queue the ack.
+//! - `auth`: JWT verification at the handshake, token expiry times.
+//! - `internal_api`: the backend HTTP API (publishes, viewers, stats, probes).
+//! - `public`: the public listener (Socket.IO, `/health`, origin policy).
+//! - `cluster`: replication of presence and publishes over Redis pub/sub.
+//! - `background`: the timers (typing timeouts, stale sweep, token expiry).
+//! - `metrics`: Prometheus counters and gauges.
+//! - [`config`]: the typed configuration; [`app`] wires everything and owns
+//!   shutdown.
+//!
+//! A client event flows: socket → `realtime` (rate limit, parse) → `hub`
+//! (`presence` under its lock; events → `delivery::wire` → outbox; the change
+//! to `cluster`) → `realtime` queues the ack → the delivery task → sockets.
+//! A backend publish flows: `internal_api` (validate) → `hub::publish` (outbox
+//! here, `cluster` for the others) → the delivery task of every node.
 
 pub mod app;
-pub mod auth;
-pub mod background;
-pub mod clock;
-pub mod cluster;
+mod auth;
+mod background;
+mod clock;
+mod cluster;
 pub mod config;
-pub mod error;
-pub mod hub;
-pub mod ids;
-pub mod internal_api;
-pub mod metrics;
-pub mod outbox;
-pub mod presence;
-pub mod public;
-pub mod rate_limit;
-pub mod realtime;
-pub mod timelines;
+mod delivery;
+mod error;
+mod http_error;
+mod hub;
+mod ids;
+mod internal_api;
+mod metrics;
+mod presence;
+mod public;
+mod rate_limit;
+mod realtime;
+mod timelines;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,11 +14,13 @@ use socketioxide::layer::SocketIoLayer;
 use tower::Layer;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
+use crate::http_error::HttpError;
+
 /// The public routes around the Socket.IO layer.
 pub fn router(socketio: SocketIoLayer, cors_origins: Option<Vec<String>>) -> Router {
     let plain = Router::new()
         .route("/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
-        .fallback(|| async { not_found() });
+        .fallback(|| async { HttpError::NotFound });
     // Layered once, as a service: `Router::layer` would call `layer()` per
     // route, and each call builds a separate Engine.IO server with its own
     // sessions (a polling client would then hit "Session ID unknown").
@@ -43,14 +45,6 @@ pub fn router(socketio: SocketIoLayer, cors_origins: Option<Vec<String>>) -> Rou
     }
 }
 
-fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({ "error": { "code": "NOT_FOUND", "message": "no such route" } })),
-    )
-        .into_response()
-}
-
 /// A browser request from an origin off the list gets 403 and no CORS
 /// headers, whatever it asks for (polling, websocket handshake, upgrade).
 /// Requests without `Origin` (servers, native apps) pass.
@@ -58,8 +52,7 @@ async fn refuse_foreign_origin(State(origins): State<Arc<Vec<String>>>, request:
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         let allowed = origin.to_str().is_ok_and(|o| origins.iter().any(|a| a == o));
         if !allowed {
-            let body = json!({ "error": { "code": "FORBIDDEN", "message": "origin not allowed" } });
-            return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+            return HttpError::Forbidden("origin not allowed".into()).into_response();
         }
     }
     next.run(request).await

@@ -1,15 +1,101 @@
-//! Timeline subscriptions per socket and per room (contract §4).
+//! Timelines (contract §4): the events backends publish, and the
+//! subscriptions per socket and per room.
 //!
-//! Delivery itself goes through Socket.IO rooms; this registry only keeps what
+//! Delivery itself goes through Socket.IO rooms; the registry only keeps what
 //! the rooms cannot tell cheaply: each socket's count (for the limit) and
 //! each room's subscriber count (for stats and metrics).
 
 use std::collections::{HashMap, HashSet};
 
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use socketioxide::socket::Sid;
 
 use crate::error::ClientError;
-use crate::ids::TimelineKey;
+use crate::ids::{Invalid, ItemId, TimelineKey};
+
+/// One event a backend published to a timeline; every subscriber on every
+/// node receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub key: TimelineKey,
+    pub change: TimelineChange,
+}
+
+/// What happened on the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TimelineChange {
+    NewItem { item: Map<String, Value> },
+    ItemUpdated { item_id: ItemId, item: Map<String, Value> },
+    Refresh { reason: Option<String> },
+}
+
+impl TimelineEvent {
+    /// A new item: a JSON object with an `id` (a string or an integer).
+    pub fn new_item(key: TimelineKey, item: Option<&Value>) -> Result<Self, Invalid> {
+        let item = item_object(item)?;
+        match item.get("id") {
+            Some(Value::String(_)) => {}
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {}
+            _ => return Err(Invalid("item must have an \"id\" (a string or an integer)".into())),
+        }
+        Ok(Self {
+            key,
+            change: TimelineChange::NewItem { item },
+        })
+    }
+
+    /// An updated item: any JSON object.
+    pub fn item_updated(key: TimelineKey, item_id: ItemId, item: Option<&Value>) -> Result<Self, Invalid> {
+        Ok(Self {
+            key,
+            change: TimelineChange::ItemUpdated {
+                item_id,
+                item: item_object(item)?,
+            },
+        })
+    }
+
+    /// "Reload the timeline", with an optional reason.
+    pub fn refresh(key: TimelineKey, reason: Option<&Value>) -> Result<Self, Invalid> {
+        let reason = match reason {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(Invalid("reason must be a string or null".into())),
+        };
+        Ok(Self {
+            key,
+            change: TimelineChange::Refresh { reason },
+        })
+    }
+}
+
+impl TimelineChange {
+    /// The `kind` label of the publish metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NewItem { .. } => "new_item",
+            Self::ItemUpdated { .. } => "item_updated",
+            Self::Refresh { .. } => "refresh",
+        }
+    }
+}
+
+fn item_object(item: Option<&Value>) -> Result<Map<String, Value>, Invalid> {
+    item.and_then(Value::as_object)
+        .cloned()
+        .ok_or_else(|| Invalid("item must be a JSON object".into()))
+}
+
+/// What a subscribe or unsubscribe changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// The socket must join (subscribe) or leave (unsubscribe) the room.
+    Changed,
+    /// Already subscribed, or not subscribed: nothing to do but answer.
+    Unchanged,
+}
 
 #[derive(Debug)]
 pub struct TimelineRegistry {
@@ -34,12 +120,11 @@ impl TimelineRegistry {
         }
     }
 
-    /// Subscribes; returns whether this is a new subscription (so the socket
-    /// must join the room). Subscribing twice is one subscription.
-    pub fn subscribe(&mut self, sid: Sid, key: &TimelineKey) -> Result<bool, ClientError> {
+    /// Subscribes; subscribing twice is one subscription.
+    pub fn subscribe(&mut self, sid: Sid, key: &TimelineKey) -> Result<Membership, ClientError> {
         let subs = self.sockets.entry(sid).or_default();
         if subs.contains(key) {
-            return Ok(false);
+            return Ok(Membership::Unchanged);
         }
         if subs.len() >= self.max_per_socket {
             if subs.is_empty() {
@@ -52,22 +137,22 @@ impl TimelineRegistry {
         }
         subs.insert(key.clone());
         *self.rooms.entry(key.clone()).or_default() += 1;
-        Ok(true)
+        Ok(Membership::Changed)
     }
 
-    /// Unsubscribes; returns whether the socket was subscribed.
-    pub fn unsubscribe(&mut self, sid: Sid, key: &TimelineKey) -> bool {
+    /// Unsubscribes; unsubscribing from a timeline not followed is no error.
+    pub fn unsubscribe(&mut self, sid: Sid, key: &TimelineKey) -> Membership {
         let Some(subs) = self.sockets.get_mut(&sid) else {
-            return false;
+            return Membership::Unchanged;
         };
         if !subs.remove(key) {
-            return false;
+            return Membership::Unchanged;
         }
         if subs.is_empty() {
             self.sockets.remove(&sid);
         }
         self.release(key);
-        true
+        Membership::Changed
     }
 
     /// The socket is gone: all its subscriptions end.
@@ -116,8 +201,8 @@ mod tests {
     fn subscribing_twice_is_one_subscription() {
         let mut r = TimelineRegistry::new(10);
         let s = Sid::new();
-        assert!(r.subscribe(s, &key("contact", "1")).unwrap());
-        assert!(!r.subscribe(s, &key("contact", "1")).unwrap());
+        assert_eq!(r.subscribe(s, &key("contact", "1")), Ok(Membership::Changed));
+        assert_eq!(r.subscribe(s, &key("contact", "1")), Ok(Membership::Unchanged));
         assert_eq!(
             r.stats(),
             TimelineStats {
@@ -142,8 +227,12 @@ mod tests {
                 subscriptions: 3
             }
         );
-        assert!(r.unsubscribe(s2, &key("deal", "1")));
-        assert!(!r.unsubscribe(s2, &key("deal", "1")), "unsubscribing twice is a no-op");
+        assert_eq!(r.unsubscribe(s2, &key("deal", "1")), Membership::Changed);
+        assert_eq!(
+            r.unsubscribe(s2, &key("deal", "1")),
+            Membership::Unchanged,
+            "unsubscribing twice is a no-op"
+        );
         r.disconnect(s1);
         assert_eq!(
             r.stats(),
@@ -167,11 +256,12 @@ mod tests {
             r.subscribe(s, &key("contact", "3")),
             Err(ClientError::LimitExceeded(_))
         ));
-        assert!(
-            !r.subscribe(s, &key("contact", "2")).unwrap(),
+        assert_eq!(
+            r.subscribe(s, &key("contact", "2")),
+            Ok(Membership::Unchanged),
             "a known subscription still answers"
         );
-        assert!(r.subscribe(Sid::new(), &key("contact", "3")).unwrap());
+        assert_eq!(r.subscribe(Sid::new(), &key("contact", "3")), Ok(Membership::Changed));
     }
 
     #[test]

@@ -235,7 +235,7 @@ pub async fn run_subscriber(
     silence: Duration,
     stop: CancellationToken,
     on_connected: impl Fn(),
-    mut on_message: impl AsyncFnMut(&[u8]) -> bool,
+    mut on_message: impl FnMut(&[u8]) -> bool,
 ) {
     let mut outage = Outage::new("subscriber", health);
     let mut retry = FIRST_RETRY;
@@ -268,7 +268,7 @@ pub async fn run_subscriber(
                         msg = stream.next() => match msg {
                             None => break "connection closed".to_string(),
                             Some(msg) => {
-                                if on_message(msg.get_payload_bytes()).await {
+                                if on_message(msg.get_payload_bytes()) {
                                     last_own = Instant::now();
                                 }
                             }

@@ -1,9 +1,9 @@
 //! What nodes tell each other over the Redis channel.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::presence::{PresenceOp, SocketPresence};
+use crate::timelines::TimelineEvent;
 
 /// One message on the bus, with the node that sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,11 +27,7 @@ pub enum Message {
     /// One presence change made on the sender, in the sender's order.
     Presence { change: PresenceOp },
     /// A timeline event for the subscribers on every node.
-    Publish {
-        room: String,
-        event: String,
-        payload: Value,
-    },
+    Publish { event: TimelineEvent },
     /// The sender is shutting down; its sockets are gone.
     Bye,
 }

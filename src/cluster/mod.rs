@@ -37,14 +37,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use socketioxide::socket::Sid;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
-use crate::presence::{LeaveReason, PresenceOp, SocketPresence};
+use crate::presence::{LeaveReason, PresenceOp};
 use bus::{Health, Publisher, PublisherQueue};
 use messages::{Envelope, Message, NodeCounts};
 
@@ -163,7 +162,7 @@ fn heartbeat_interval(node_timeout: Duration) -> Duration {
 /// Starts the Redis connections and the liveness task.
 pub fn start(hub: &Hub, start: ClusterStart, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
     let Some(link) = hub.cluster() else { return Vec::new() };
-    let heartbeat = heartbeat_interval(hub.config.node_timeout);
+    let heartbeat = heartbeat_interval(hub.config().node_timeout);
     let silence = (heartbeat * 3).max(Duration::from_secs(3));
     let on_connected = {
         let hub = hub.clone();
@@ -183,7 +182,7 @@ pub fn start(hub: &Hub, start: ClusterStart, stop: &CancellationToken) -> Vec<Jo
     ));
     let on_message = {
         let hub = hub.clone();
-        async move |bytes: &[u8]| receive(&hub, bytes).await
+        move |bytes: &[u8]| receive(&hub, bytes)
     };
     let subscriber = tokio::spawn(bus::run_subscriber(
         start.client,
@@ -205,38 +204,12 @@ pub fn start(hub: &Hub, start: ClusterStart, stop: &CancellationToken) -> Vec<Jo
 fn resync(hub: &Hub) {
     let Some(link) = hub.cluster() else { return };
     link.send(Message::Hello);
-    send_snapshot(hub);
-    let rooms: Vec<crate::ids::TimelineKey> = hub.timelines().rooms().cloned().collect();
-    let Some(ns) = hub.io.of("/") else { return };
-    for key in rooms {
-        let payload = json!({ "entityType": key.entity_type, "entityId": key.entity_id, "reason": "resync" });
-        let ns = ns.clone();
-        tokio::spawn(async move {
-            let _ = ns.to(key.room()).emit("timeline:refresh", &payload).await;
-        });
-    }
-}
-
-fn send_snapshot(hub: &Hub) {
-    let Some(link) = hub.cluster() else { return };
-    let local: Vec<Sid> = hub
-        .io
-        .of("/")
-        .map(|ns| ns.sockets().iter().map(|s| s.id).collect())
-        .unwrap_or_default();
-    // Built and queued under the presence lock: it sits in the stream
-    // exactly between the changes before and after it.
-    hub.with_registry(|registry| {
-        let presence: Vec<SocketPresence> = local.iter().flat_map(|sid| registry.socket_presence(*sid)).collect();
-        link.send(Message::Snapshot {
-            presence,
-            counts: hub.node_counts(),
-        });
-    });
+    hub.send_snapshot();
+    hub.resync_timelines();
 }
 
 /// Handles one message from the channel; true when it is this node's own.
-async fn receive(hub: &Hub, bytes: &[u8]) -> bool {
+fn receive(hub: &Hub, bytes: &[u8]) -> bool {
     let Some(link) = hub.cluster() else { return false };
     let envelope: Envelope = match serde_json::from_slice(bytes) {
         Ok(e) => e,
@@ -269,7 +242,7 @@ async fn receive(hub: &Hub, bytes: &[u8]) -> bool {
         }
     }
     match envelope.message {
-        Message::Hello => send_snapshot(hub),
+        Message::Hello => hub.send_snapshot(),
         Message::Heartbeat { counts } => {
             if let Some(peer) = link.peers().get_mut(&node) {
                 peer.counts = counts;
@@ -300,7 +273,7 @@ async fn receive(hub: &Hub, bytes: &[u8]) -> bool {
             }
             hub.apply_remote(&change);
         }
-        Message::Publish { room, event, payload } => deliver_publish(hub, room, &event, &payload).await,
+        Message::Publish { event } => hub.deliver_remote_publish(&event),
         Message::Bye => {
             let peer = link.peers().remove(&node);
             if let Some(peer) = peer {
@@ -312,17 +285,10 @@ async fn receive(hub: &Hub, bytes: &[u8]) -> bool {
     false
 }
 
-async fn deliver_publish(hub: &Hub, room: String, event: &str, payload: &Value) {
-    let Some(ns) = hub.io.of("/") else { return };
-    if let Err(e) = ns.to(room).emit(event, payload).await {
-        tracing::warn!(error = %e, "timeline event from another node not delivered to every socket");
-    }
-}
-
 /// Heartbeats, and the removal of nodes that fell silent.
 async fn liveness(hub: Hub, every: Duration, stop: CancellationToken) {
     let Some(link) = hub.cluster() else { return };
-    let node_timeout = hub.config.node_timeout;
+    let node_timeout = hub.config().node_timeout;
     let mut ticks = tokio::time::interval(every.min(Duration::from_secs(1)));
     let mut last_beat = Instant::now() - every;
     loop {

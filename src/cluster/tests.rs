@@ -8,8 +8,8 @@ use socketioxide::socket::Sid;
 use super::bus::PublisherQueue;
 use super::*;
 use crate::config::Config;
+use crate::delivery::Outbox;
 use crate::ids::{AgentId, AgentName, TicketId};
-use crate::outbox::Outbox;
 
 struct Node {
     hub: Hub,
@@ -19,10 +19,10 @@ struct Node {
 fn node(name: &str) -> Node {
     let config = Config::from_args(["switchboard", "--redis-url", "redis://127.0.0.1:1"]).unwrap();
     let (_layer, io) = SocketIo::builder().build_layer();
-    let (outbox, _task) = Outbox::start(io.clone());
+    let (outbox, _task) = Outbox::start(io);
     let (link, start) = ClusterLink::new(name.to_string(), "redis://127.0.0.1:1").unwrap();
     Node {
-        hub: Hub::new(config, name.to_string(), io, outbox, Some(link)),
+        hub: Hub::new(config, name.to_string(), outbox, Some(link)),
         queue: start.queue,
     }
 }
@@ -30,7 +30,7 @@ fn node(name: &str) -> Node {
 /// Hands everything `from` queued to `to`, as the channel would.
 async fn relay(from: &mut Node, to: &Node) {
     for text in from.queue.drain() {
-        receive(&to.hub, text.as_bytes()).await;
+        receive(&to.hub, text.as_bytes());
     }
 }
 
@@ -84,21 +84,18 @@ async fn a_node_that_says_bye_is_forgotten_with_its_sockets() {
 async fn a_snapshot_replaces_what_was_known_of_its_sender() {
     let (mut a, b) = (node("a"), node("b"));
     let (kept, gone) = (Sid::new(), Sid::new());
+    a.hub.socket_connected(kept, None);
+    a.hub.socket_connected(gone, None);
     a.hub.apply_local(view(kept, "1", "7", "Ada")).unwrap();
     a.hub.apply_local(view(gone, "2", "9", "Cy")).unwrap();
     relay(&mut a, &b).await;
     assert_eq!(viewers(&b, "2"), ["9"]);
     // Messages lost in an outage: b never hears of `gone` leaving, nor of a
-    // new view; a's snapshot (it has no live sockets here, so it is built
-    // from the ops below) puts b right.
-    a.hub.apply_local(PresenceOp::Disconnect { sid: gone }).unwrap();
+    // new view; a's snapshot puts b right.
+    a.hub.socket_disconnected(gone);
     a.hub.apply_local(view(kept, "3", "7", "Ada")).unwrap();
     a.queue.drain();
-    let presence: Vec<SocketPresence> = a.hub.with_registry(|r| r.socket_presence(kept));
-    a.hub.cluster().unwrap().send(Message::Snapshot {
-        presence,
-        counts: NodeCounts::default(),
-    });
+    a.hub.send_snapshot();
     relay(&mut a, &b).await;
     assert!(viewers(&b, "2").is_empty());
     assert_eq!(viewers(&b, "3"), ["7"]);
@@ -113,10 +110,10 @@ async fn a_silent_node_is_lost_after_node_timeout() {
     let stop = CancellationToken::new();
     let task = tokio::spawn(liveness(
         b.hub.clone(),
-        heartbeat_interval(b.hub.config.node_timeout),
+        heartbeat_interval(b.hub.config().node_timeout),
         stop.clone(),
     ));
-    tokio::time::sleep(b.hub.config.node_timeout - Duration::from_secs(1)).await;
+    tokio::time::sleep(b.hub.config().node_timeout - Duration::from_secs(1)).await;
     assert_eq!(viewers(&b, "1"), ["7"], "not lost before node_timeout");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(

@@ -18,7 +18,7 @@ use socketioxide::socket::Sid;
 
 use crate::ids::{AgentId, AgentName, TicketId};
 
-pub use registry::{Applied, Origin, PresenceRules, ViewerRegistry};
+pub use registry::{Origin, PresenceRules, ViewerRegistry};
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -72,6 +72,9 @@ pub enum PresenceEvent {
         sid: Sid,
         ticket: TicketId,
         others: Vec<ViewerView>,
+        /// `"warning"`, or `"critical"` when one of the others types.
+        severity: &'static str,
+        message: String,
     },
     /// `agent:joined` to the room except the joining socket.
     AgentJoined {
@@ -188,6 +191,20 @@ pub struct PresenceStats {
     pub tickets: usize,
     /// Viewers (agent × ticket) in all.
     pub viewers: usize,
+}
+
+impl PresenceEvent {
+    /// The warning for `sid`, which just started viewing with `others` there.
+    pub fn collision_warning(sid: Sid, ticket: &TicketId, others: Vec<ViewerView>) -> Self {
+        let (severity, message) = collision_message(&others);
+        Self::CollisionWarning {
+            sid,
+            ticket: ticket.clone(),
+            others,
+            severity,
+            message,
+        }
+    }
 }
 
 /// The `collision:warning` message: who views, or who types when one does.

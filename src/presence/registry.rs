@@ -4,10 +4,38 @@ use socketioxide::socket::Sid;
 
 use super::{LeaveReason, Millis, PresenceEvent, PresenceOp, PresenceStats, SocketPresence, ViewerStatus, ViewerView};
 
-/// A view's viewer list (for its ack) and the events a change caused.
-pub type Applied = (Option<Vec<ViewerView>>, Vec<PresenceEvent>);
 use crate::error::ClientError;
 use crate::ids::{AgentId, AgentName, TicketId};
+
+/// What one change did: the viewer list a view's ack carries, and the
+/// events to deliver, in order.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub ack_viewers: Option<Vec<ViewerView>>,
+    pub events: Vec<PresenceEvent>,
+}
+
+impl Applied {
+    fn events(events: Vec<PresenceEvent>) -> Self {
+        Self {
+            ack_viewers: None,
+            events,
+        }
+    }
+}
+
+/// One socket viewing one ticket as one agent: a local `ticket:view`, or a
+/// replicated one. `since` may be earlier than `at` when a snapshot brings
+/// a viewer that has been there for a while.
+#[derive(Debug, Clone, Copy)]
+struct SocketViewing<'a> {
+    sid: Sid,
+    ticket: &'a TicketId,
+    agent: &'a AgentId,
+    name: &'a AgentName,
+    at: Millis,
+    since: Millis,
+}
 
 /// The timing and limit rules the registry applies.
 #[derive(Debug, Clone, Copy)]
@@ -92,8 +120,10 @@ impl ViewerRegistry {
         }
     }
 
-    /// `ticket:view`: become a viewer, or refresh one. Returns the viewer list
-    /// for the ack, and the events to deliver.
+    /// `ticket:view` made on this node at `now`: become a viewer, or refresh
+    /// one. Returns the viewer list for the ack, and the events to deliver.
+    /// (The tests' shorthand for [`ViewerRegistry::apply`].)
+    #[cfg(test)]
     pub fn view(
         &mut self,
         sid: Sid,
@@ -102,22 +132,24 @@ impl ViewerRegistry {
         name: &AgentName,
         now: Millis,
     ) -> Result<(Vec<ViewerView>, Vec<PresenceEvent>), ClientError> {
-        self.view_from(Origin::Local, sid, ticket, agent, name, now, now)
+        let view = SocketViewing {
+            sid,
+            ticket,
+            agent,
+            name,
+            at: now,
+            since: now,
+        };
+        self.view_from(Origin::Local, &view)
     }
 
-    /// A view as made on `origin`; a viewer's `since` is the earliest `since`
-    /// any of its sockets brings. Per-socket limits are the origin's to check.
-    #[allow(clippy::too_many_arguments)]
+    /// A view as made on `origin`. Per-socket limits are the origin's to check.
     fn view_from(
         &mut self,
         origin: Origin,
-        sid: Sid,
-        ticket: &TicketId,
-        agent: &AgentId,
-        name: &AgentName,
-        now: Millis,
-        since: Millis,
+        view: &SocketViewing<'_>,
     ) -> Result<(Vec<ViewerView>, Vec<PresenceEvent>), ClientError> {
+        let SocketViewing { sid, ticket, agent, .. } = *view;
         let current = self.sockets.get(&sid).and_then(|t| t.get(ticket)).cloned();
         let socket_tickets = self.sockets.get(&sid).map_or(0, HashMap::len);
         if origin == Origin::Local && current.is_none() && socket_tickets >= self.rules.max_tickets_per_socket {
@@ -131,74 +163,88 @@ impl ViewerRegistry {
         if let Some(old) = current.as_ref().filter(|old| *old != agent) {
             self.leave_socket(sid, ticket, old, LeaveReason::Left, &mut events);
         }
-
-        let known = self
-            .tickets
-            .get_mut(ticket)
-            .and_then(|v| v.get_mut(agent))
-            .map(|viewer| {
-                viewer.last_activity = viewer.last_activity.max(now);
-                viewer.since = viewer.since.min(since);
-                let renamed = viewer.name != *name;
-                viewer.name = name.clone();
-                (renamed, !viewer.sockets.contains_key(&sid))
-            });
-        match known {
-            None => {
-                let others = self.list(ticket);
-                let viewer = Viewer {
-                    name: name.clone(),
-                    since,
-                    last_activity: now,
-                    sockets: HashMap::new(),
-                };
-                self.tickets
-                    .entry(ticket.clone())
-                    .or_default()
-                    .insert(agent.clone(), viewer);
-                self.attach(sid, ticket, agent, &mut events);
-                if !others.is_empty() {
-                    events.push(PresenceEvent::CollisionWarning {
-                        sid,
-                        ticket: ticket.clone(),
-                        others,
-                    });
-                }
-                events.push(PresenceEvent::AgentJoined {
-                    ticket: ticket.clone(),
-                    agent: agent.clone(),
-                    name: name.clone(),
-                    since,
-                    except: vec![sid],
-                });
-                events.push(self.viewers_updated(ticket));
-            }
-            Some((renamed, new_tab)) => {
-                if new_tab {
-                    self.attach(sid, ticket, agent, &mut events);
-                    let others: Vec<ViewerView> =
-                        self.list(ticket).into_iter().filter(|v| v.agent_id != *agent).collect();
-                    if !others.is_empty() {
-                        events.push(PresenceEvent::CollisionWarning {
-                            sid,
-                            ticket: ticket.clone(),
-                            others,
-                        });
-                    }
-                }
-                if renamed {
-                    // The list changed (a new name): everyone hears it.
-                    events.push(self.viewers_updated(ticket));
-                } else if new_tab {
-                    events.push(PresenceEvent::ViewersTo {
-                        sid,
-                        ticket: ticket.clone(),
-                        viewers: self.list(ticket),
-                    });
-                }
-            }
+        let known = self.tickets.get(ticket).is_some_and(|v| v.contains_key(agent));
+        if known {
+            self.view_as_known_viewer(view, &mut events);
+        } else {
+            self.view_as_new_viewer(view, &mut events);
         }
         Ok((self.list(ticket), events))
+    }
+
+    /// The agent starts viewing: the socket is warned about the others, the
+    /// room hears `agent:joined` and the new list.
+    fn view_as_new_viewer(&mut self, view: &SocketViewing<'_>, events: &mut Vec<PresenceEvent>) {
+        let SocketViewing {
+            sid,
+            ticket,
+            agent,
+            name,
+            at,
+            since,
+        } = *view;
+        let others = self.list(ticket);
+        let viewer = Viewer {
+            name: name.clone(),
+            since,
+            last_activity: at,
+            sockets: HashMap::new(),
+        };
+        self.tickets
+            .entry(ticket.clone())
+            .or_default()
+            .insert(agent.clone(), viewer);
+        self.attach(sid, ticket, agent, events);
+        if !others.is_empty() {
+            events.push(PresenceEvent::collision_warning(sid, ticket, others));
+        }
+        events.push(PresenceEvent::AgentJoined {
+            ticket: ticket.clone(),
+            agent: agent.clone(),
+            name: name.clone(),
+            since,
+            except: vec![sid],
+        });
+        events.push(self.viewers_updated(ticket));
+    }
+
+    /// The agent already views: activity, and the earliest `since` any of its
+    /// sockets brings. A new tab is warned and gets the list; a new name is
+    /// told to everyone.
+    fn view_as_known_viewer(&mut self, view: &SocketViewing<'_>, events: &mut Vec<PresenceEvent>) {
+        let SocketViewing {
+            sid,
+            ticket,
+            agent,
+            name,
+            at,
+            since,
+        } = *view;
+        let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
+            return;
+        };
+        viewer.last_activity = viewer.last_activity.max(at);
+        viewer.since = viewer.since.min(since);
+        let renamed = viewer.name != *name;
+        viewer.name = name.clone();
+        let new_tab = !viewer.sockets.contains_key(&sid);
+        if new_tab {
+            self.attach(sid, ticket, agent, events);
+            let others: Vec<ViewerView> = self.list(ticket).into_iter().filter(|v| v.agent_id != *agent).collect();
+            if !others.is_empty() {
+                events.push(PresenceEvent::collision_warning(sid, ticket, others));
+            }
+        }
+        if renamed {
+            // The list changed (a new name): everyone hears it.
+            events.push(self.viewers_updated(ticket));
+        } else if new_tab {
+            events.push(PresenceEvent::ViewersTo {
+                sid,
+                ticket: ticket.clone(),
+                viewers: self.list(ticket),
+            });
+        }
     }
 
     /// `ticket:typing`: the socket's agent types. Repeats only renew the timeout.
@@ -324,18 +370,31 @@ impl ViewerRegistry {
                 name,
                 at,
             } => {
-                let (viewers, events) = self.view_from(origin, *sid, ticket, agent, name, *at, *at)?;
-                (Some(viewers), events)
+                let view = SocketViewing {
+                    sid: *sid,
+                    ticket,
+                    agent,
+                    name,
+                    at: *at,
+                    since: *at,
+                };
+                let (viewers, events) = self.view_from(origin, &view)?;
+                Applied {
+                    ack_viewers: Some(viewers),
+                    events,
+                }
             }
-            PresenceOp::Typing { sid, ticket, agent, at } => (None, self.typing(*sid, ticket, agent, *at)?),
-            PresenceOp::StopTyping { sid, ticket, agent, at } => (None, self.stop_typing(*sid, ticket, agent, *at)?),
-            PresenceOp::Leave { sid, ticket, agent } => (None, self.leave(*sid, ticket, agent)?),
-            PresenceOp::Disconnect { sid } => (None, self.disconnect(*sid, LeaveReason::Disconnected)),
+            PresenceOp::Typing { sid, ticket, agent, at } => Applied::events(self.typing(*sid, ticket, agent, *at)?),
+            PresenceOp::StopTyping { sid, ticket, agent, at } => {
+                Applied::events(self.stop_typing(*sid, ticket, agent, *at)?)
+            }
+            PresenceOp::Leave { sid, ticket, agent } => Applied::events(self.leave(*sid, ticket, agent)?),
+            PresenceOp::Disconnect { sid } => Applied::events(self.disconnect(*sid, LeaveReason::Disconnected)),
             PresenceOp::Stale { sid, ticket, agent } => {
                 self.check_viewing(*sid, ticket, agent)?;
                 let mut events = Vec::new();
                 self.leave_socket(*sid, ticket, agent, LeaveReason::Stale, &mut events);
-                (None, events)
+                Applied::events(events)
             }
         })
     }
@@ -384,15 +443,15 @@ impl ViewerRegistry {
             self.leave_socket(sid, &ticket, &agent, LeaveReason::Left, &mut events);
         }
         for e in entries {
-            match self.view_from(
-                Origin::Remote,
+            let view = SocketViewing {
                 sid,
-                &e.ticket,
-                &e.agent,
-                &e.name,
-                e.last_activity,
-                e.since,
-            ) {
+                ticket: &e.ticket,
+                agent: &e.agent,
+                name: &e.name,
+                at: e.last_activity,
+                since: e.since,
+            };
+            match self.view_from(Origin::Remote, &view) {
                 Ok((_, more)) => events.extend(more),
                 Err(_) => continue,
             }
@@ -402,11 +461,6 @@ impl ViewerRegistry {
             }
         }
         events
-    }
-
-    /// Every socket this registry knows.
-    pub fn sids(&self) -> impl Iterator<Item = Sid> + '_ {
-        self.sockets.keys().copied()
     }
 
     /// When the next typing timeout falls due, if any socket types.

@@ -394,7 +394,10 @@ fn one_agent_on_two_nodes_is_one_viewer_since_its_earliest_view() {
     let (here, there) = (sid(), sid());
     r.view(here, &t("1"), &a("7"), &n("Ada"), 2000).unwrap();
     // The other node's view happened earlier but arrives later.
-    let (_, events) = r.apply(&view_op(there, "1", "7", "Ada", 1000), Origin::Remote).unwrap();
+    let events = r
+        .apply(&view_op(there, "1", "7", "Ada", 1000), Origin::Remote)
+        .unwrap()
+        .events;
     assert_eq!(
         kinds(&events),
         ["join", "viewers:to"],
@@ -510,7 +513,7 @@ fn a_stale_viewer_with_sockets_on_another_node_keeps_them_until_that_node_sweeps
     // A second sweep here has nothing left to do for Ada.
     assert!(r.sweep_stale(STALE_MS + 1, local).1.is_empty());
     // The other node sweeps its socket: Ada leaves, the room hears it.
-    let (_, events) = r
+    let events = r
         .apply(
             &PresenceOp::Stale {
                 sid: there,
@@ -519,7 +522,8 @@ fn a_stale_viewer_with_sockets_on_another_node_keeps_them_until_that_node_sweeps
             },
             Origin::Remote,
         )
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(left_reason(&events), Some(LeaveReason::Stale));
     assert_eq!(r.list(&t("1")).len(), 1);
 }

@@ -1,17 +1,18 @@
-//! The internal API's errors (contract §5) and their HTTP form.
+//! Errors of the two HTTP listeners (contract §5 for the internal API; the
+//! public one answers `NOT_FOUND` and `FORBIDDEN` the same way) and their
+//! JSON form: `{ "error": { "code", "message" } }`.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::ClientError;
 use crate::ids::Invalid;
 
-pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+pub type Result<T, E = HttpError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum HttpError {
     #[error("the body is not valid JSON: {0}")]
     InvalidJson(String),
     #[error("{0}")]
@@ -30,7 +31,7 @@ pub enum ApiError {
     NotReady(String),
 }
 
-impl ApiError {
+impl HttpError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidJson(_) | Self::InvalidPayload(_) => StatusCode::BAD_REQUEST,
@@ -57,22 +58,13 @@ impl ApiError {
     }
 }
 
-impl From<Invalid> for ApiError {
+impl From<Invalid> for HttpError {
     fn from(e: Invalid) -> Self {
         Self::InvalidPayload(e.0)
     }
 }
 
-impl From<ClientError> for ApiError {
-    fn from(e: ClientError) -> Self {
-        match e {
-            ClientError::Forbidden(m) => Self::Forbidden(m),
-            other => Self::InvalidPayload(other.to_string()),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
+impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
         (self.status(), Json(body)).into_response()

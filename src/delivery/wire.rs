@@ -1,15 +1,18 @@
-//! Turns presence events into the contract's server events (§3).
+//! The contract's wire messages (§3, §4) for what the domain decided:
+//! presence events, timeline events, subscription replies.
 
 #[cfg(test)]
 use serde_json::Value;
 use serde_json::json;
+use socketioxide::socket::Sid;
 
-use crate::ids::ticket_room;
-use crate::outbox::Delivery;
-use crate::presence::{PresenceEvent, collision_message};
+use super::Delivery;
+use crate::ids::{TimelineKey, ticket_room};
+use crate::presence::PresenceEvent;
+use crate::timelines::{TimelineChange, TimelineEvent};
 
 /// The delivery that tells sockets about one presence event.
-pub fn delivery(event: PresenceEvent) -> Delivery {
+pub fn presence(event: PresenceEvent) -> Delivery {
     match event {
         PresenceEvent::JoinRoom { sid, ticket } => Delivery::Join {
             sid,
@@ -30,14 +33,17 @@ pub fn delivery(event: PresenceEvent) -> Delivery {
             event: "viewers:updated",
             payload: json!({ "ticketId": ticket, "viewers": viewers }),
         },
-        PresenceEvent::CollisionWarning { sid, ticket, others } => {
-            let (severity, message) = collision_message(&others);
-            Delivery::ToSocket {
-                sid,
-                event: "collision:warning",
-                payload: json!({ "ticketId": ticket, "viewers": others, "severity": severity, "message": message }),
-            }
-        }
+        PresenceEvent::CollisionWarning {
+            sid,
+            ticket,
+            others,
+            severity,
+            message,
+        } => Delivery::ToSocket {
+            sid,
+            event: "collision:warning",
+            payload: json!({ "ticketId": ticket, "viewers": others, "severity": severity, "message": message }),
+        },
         PresenceEvent::AgentJoined {
             ticket,
             agent,
@@ -104,6 +110,56 @@ pub fn delivery(event: PresenceEvent) -> Delivery {
     }
 }
 
+/// `timeline:new_item`, `timeline:item_updated` or `timeline:refresh` to the
+/// timeline's room.
+pub fn timeline(event: &TimelineEvent) -> Delivery {
+    let key = &event.key;
+    let (name, payload) = match &event.change {
+        TimelineChange::NewItem { item } => (
+            "timeline:new_item",
+            json!({ "entityType": key.entity_type, "entityId": key.entity_id, "item": item }),
+        ),
+        TimelineChange::ItemUpdated { item_id, item } => (
+            "timeline:item_updated",
+            json!({ "entityType": key.entity_type, "entityId": key.entity_id, "itemId": item_id, "item": item }),
+        ),
+        TimelineChange::Refresh { reason } => (
+            "timeline:refresh",
+            json!({ "entityType": key.entity_type, "entityId": key.entity_id, "reason": reason }),
+        ),
+    };
+    Delivery::ToRoom {
+        room: key.room(),
+        except: Vec::new(),
+        event: name,
+        payload,
+    }
+}
+
+/// `timeline:refresh` with `reason: "resync"`: this node could not hear the
+/// others for a while and its subscribers may have missed events.
+pub fn resync(key: &TimelineKey) -> Delivery {
+    Delivery::ToRoom {
+        room: key.room(),
+        except: Vec::new(),
+        event: "timeline:refresh",
+        payload: json!({ "entityType": key.entity_type, "entityId": key.entity_id, "reason": "resync" }),
+    }
+}
+
+/// `timeline:subscribed` or `timeline:unsubscribed` to the socket.
+pub fn subscription(sid: Sid, key: &TimelineKey, subscribed: bool) -> Delivery {
+    Delivery::ToSocket {
+        sid,
+        event: if subscribed {
+            "timeline:subscribed"
+        } else {
+            "timeline:unsubscribed"
+        },
+        payload: json!({ "entityType": key.entity_type, "entityId": key.entity_id }),
+    }
+}
+
 /// The keys of a payload, sorted; for tests of the contract's exact shapes.
 #[cfg(test)]
 fn keys(v: &Value) -> Vec<&str> {
@@ -117,7 +173,6 @@ mod tests {
     use super::*;
     use crate::ids::{AgentId, AgentName, TicketId};
     use crate::presence::{LeaveReason, ViewerStatus, ViewerView};
-    use socketioxide::socket::Sid;
 
     fn payload_of(d: Delivery) -> (&'static str, Value) {
         match d {
@@ -144,11 +199,11 @@ mod tests {
             since: 1,
             typing_started_at: Some(2),
         };
-        let (event, p) = payload_of(delivery(PresenceEvent::CollisionWarning {
-            sid: Sid::new(),
-            ticket: ticket.clone(),
-            others: vec![viewer.clone()],
-        }));
+        let (event, p) = payload_of(presence(PresenceEvent::collision_warning(
+            Sid::new(),
+            &ticket,
+            vec![viewer.clone()],
+        )));
         assert_eq!(event, "collision:warning");
         assert_eq!(keys(&p), ["message", "severity", "ticketId", "viewers"]);
         assert_eq!(p["ticketId"], "42");
@@ -160,7 +215,7 @@ mod tests {
         );
         assert_eq!(p["viewers"][0]["status"], "typing");
 
-        let (_, p) = payload_of(delivery(PresenceEvent::AgentTyping {
+        let (_, p) = payload_of(presence(PresenceEvent::AgentTyping {
             ticket: ticket.clone(),
             agent: agent.clone(),
             name: name.clone(),
@@ -169,7 +224,7 @@ mod tests {
         assert_eq!(keys(&p), ["agentId", "agentName", "message", "ticketId", "warning"]);
         assert_eq!(p["message"], "Ada is typing...");
 
-        let (_, p) = payload_of(delivery(PresenceEvent::AgentLeft {
+        let (_, p) = payload_of(presence(PresenceEvent::AgentLeft {
             ticket: ticket.clone(),
             agent: agent.clone(),
             name: name.clone(),
@@ -179,7 +234,7 @@ mod tests {
         assert_eq!(keys(&p), ["agentId", "agentName", "reason", "ticketId"]);
         assert_eq!(p["reason"], "node_lost");
 
-        let (_, p) = payload_of(delivery(PresenceEvent::AgentJoined {
+        let (_, p) = payload_of(presence(PresenceEvent::AgentJoined {
             ticket,
             agent,
             name,
@@ -187,5 +242,42 @@ mod tests {
             except: vec![],
         }));
         assert_eq!(keys(&p), ["agentId", "agentName", "since", "ticketId"]);
+    }
+
+    fn timeline_payload(event: Result<TimelineEvent, crate::ids::Invalid>) -> (String, &'static str, Value) {
+        match timeline(&event.unwrap()) {
+            Delivery::ToRoom {
+                room, event, payload, ..
+            } => (room, event, payload),
+            other => panic!("not a room emit: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn timeline_payloads_have_exactly_the_contracts_keys() {
+        let key = || TimelineKey {
+            entity_type: crate::ids::EntityType::parse(Some(&json!("deal"))).unwrap(),
+            entity_id: crate::ids::EntityId::parse(Some(&json!(9))).unwrap(),
+        };
+        let (room, event, p) = timeline_payload(TimelineEvent::new_item(key(), Some(&json!({"id": 1, "text": "hi"}))));
+        assert_eq!((room.as_str(), event), ("timeline:deal:9", "timeline:new_item"));
+        assert_eq!(
+            p,
+            json!({"entityType": "deal", "entityId": "9", "item": {"id": 1, "text": "hi"}})
+        );
+        let item_id = crate::ids::ItemId::parse(Some(&json!(3))).unwrap();
+        let (_, event, p) = timeline_payload(TimelineEvent::item_updated(key(), item_id, Some(&json!({"a": 1}))));
+        assert_eq!(event, "timeline:item_updated");
+        assert_eq!(
+            p,
+            json!({"entityType": "deal", "entityId": "9", "itemId": "3", "item": {"a": 1}})
+        );
+        let (_, event, p) = timeline_payload(TimelineEvent::refresh(key(), None));
+        assert_eq!(event, "timeline:refresh");
+        assert_eq!(p, json!({"entityType": "deal", "entityId": "9", "reason": null}));
+        let Delivery::ToRoom { payload, .. } = resync(&key()) else {
+            panic!()
+        };
+        assert_eq!(payload["reason"], "resync");
     }
 }

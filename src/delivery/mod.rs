@@ -1,0 +1,171 @@
+//! The one way out: everything the server tells sockets goes through here.
+//!
+//! Rules decide under the registries' locks, in the order events arrive, and
+//! queue what they decided as [`Delivery`]s on the [`Outbox`] (still under
+//! the lock, so the queue has the order of the decisions). One task takes
+//! them off the queue and does them: room joins and leaves, emits to one
+//! socket or a room, acks, disconnects. It is the only code that calls
+//! socketioxide's `emit`. So every client sees joins, emits and acks in the
+//! order the server decided them, and no lock is held across an `.await`.
+//!
+//! [`wire`] turns domain outcomes (presence events, timeline events) into
+//! the contract's wire messages.
+
+pub mod wire;
+
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::extract::AckSender;
+use socketioxide::socket::Sid;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// One thing to do to sockets.
+pub enum Delivery {
+    Join {
+        sid: Sid,
+        room: String,
+    },
+    Leave {
+        sid: Sid,
+        room: String,
+    },
+    ToSocket {
+        sid: Sid,
+        event: &'static str,
+        payload: Value,
+    },
+    ToRoom {
+        room: String,
+        except: Vec<Sid>,
+        event: &'static str,
+        payload: Value,
+    },
+    Ack {
+        ack: AckSender,
+        payload: Value,
+    },
+    /// Closes the socket (server-side disconnect), e.g. when its token expired.
+    Disconnect {
+        sid: Sid,
+    },
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Join { sid, room } => write!(f, "Join({sid}, {room})"),
+            Self::Leave { sid, room } => write!(f, "Leave({sid}, {room})"),
+            Self::ToSocket { sid, event, payload } => write!(f, "ToSocket({sid}, {event}, {payload})"),
+            Self::ToRoom {
+                room,
+                except,
+                event,
+                payload,
+            } => write!(f, "ToRoom({room} except {except:?}, {event}, {payload})"),
+            Self::Ack { payload, .. } => write!(f, "Ack({payload})"),
+            Self::Disconnect { sid } => write!(f, "Disconnect({sid})"),
+        }
+    }
+}
+
+/// What the queue carries: deliveries, and the two markers that let callers
+/// wait on the queue.
+enum Queued {
+    Deliver(Delivery),
+    /// Answered once everything queued before it is done.
+    Flush(oneshot::Sender<()>),
+    /// Ends the task once everything queued before it is done.
+    Close,
+}
+
+/// The sending side; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Queued>,
+}
+
+impl Outbox {
+    /// Starts the delivery task; it ends after [`Outbox::close`], or when
+    /// every `Outbox` is dropped.
+    pub fn start(io: SocketIo) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, tokio::spawn(run(io, rx)))
+    }
+
+    pub fn push(&self, delivery: Delivery) {
+        // Fails only once the delivery task has ended, after shutdown.
+        let _ = self.tx.send(Queued::Deliver(delivery));
+    }
+
+    /// Waits until everything queued so far has been delivered.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Queued::Flush(tx));
+        let _ = rx.await;
+    }
+
+    /// Lets the task finish what is queued, then end.
+    pub fn close(&self) {
+        let _ = self.tx.send(Queued::Close);
+    }
+}
+
+async fn run(io: SocketIo, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    while let Some(queued) = rx.recv().await {
+        match queued {
+            Queued::Deliver(delivery) => deliver(&io, delivery).await,
+            Queued::Flush(done) => {
+                let _ = done.send(());
+            }
+            Queued::Close => return,
+        }
+    }
+}
+
+async fn deliver(io: &SocketIo, delivery: Delivery) {
+    // `io.of` rather than `io.to`: the namespace is gone once the server
+    // closes, and the shorthand panics then.
+    let Some(ns) = io.of("/") else { return };
+    match delivery {
+        Delivery::Join { sid, room } => {
+            // A socket that is already gone must not re-enter a room:
+            // nothing would ever take it out again.
+            if let Some(socket) = ns.get_socket(sid).filter(|s| s.connected()) {
+                socket.join(room);
+            }
+        }
+        Delivery::Leave { sid, room } => {
+            if let Some(socket) = ns.get_socket(sid) {
+                socket.leave(room);
+            }
+        }
+        Delivery::ToSocket { sid, event, payload } => {
+            let sent = ns.get_socket(sid).map(|socket| socket.emit(event, &payload));
+            if let Some(Err(e)) = sent {
+                tracing::warn!(%sid, event, error = %e, "could not emit to socket");
+            }
+        }
+        Delivery::ToRoom {
+            room,
+            except,
+            event,
+            payload,
+        } => {
+            let except: Vec<String> = except.iter().map(Sid::to_string).collect();
+            if let Err(e) = ns.to(room).except(except).emit(event, &payload).await {
+                tracing::warn!(event, error = %e, "broadcast failed for some sockets");
+            }
+        }
+        Delivery::Ack { ack, payload } => {
+            if let Err(e) = ack.send(&payload) {
+                tracing::debug!(error = %e, "could not send ack");
+            }
+        }
+        Delivery::Disconnect { sid } => {
+            if let Some(socket) = ns.get_socket(sid) {
+                let _ = socket.disconnect();
+            }
+        }
+    }
+}
