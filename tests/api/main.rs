@@ -1,8 +1,11 @@
-//! In-process integration tests of the HTTP side: the real server on random
-//! ports, spoken to over real sockets. Socket.IO behaviour is tested with the
-//! real socket.io-client in `tests/js`.
+//! In-process integration tests: the real server on random ports, spoken to
+//! over real sockets. The HTTP side is tested here, the Socket.IO side in
+//! `realtime` with the small client of `sio`; `tests/js` tests both again
+//! with the real socket.io-client.
 
 mod helpers;
+mod realtime;
+mod sio;
 
 use std::time::{Duration, Instant};
 
