@@ -1,29 +1,53 @@
 //! Configuration (contract §6): built-in defaults, then a TOML file, then
 //! `SWITCHBOARD_<KEY>` environment variables, then `--<key>` flags.
 //!
-//! Every key is declared once in [`KEYS`]; `--help`, the environment names
-//! and the file's accepted keys all come from that table.
+//! Every key is declared once, as a field of `Settings`: its doc comment is
+//! the `--help` text, `env` names its variable, `default_value` is its default
+//! (shown by `--help`, applied under the file) and serde reads it from the file.
+//! `Settings::resolve` then checks the keys together and builds the typed
+//! [`Config`] the rest of the server uses.
+//!
+//! A flag or environment value is parsed on its own, as `--key=value`, by the
+//! same clap parser, and laid over the settings read so far. That is how an
+//! empty value can mean "unset" and how an error names its key and its source.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
+use std::error::Error as _;
+use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Arg, ArgAction, Command};
+use clap::parser::ValueSource;
+use clap::{Arg, Args, Command, FromArgMatches};
 
 use crate::auth::JwtVerifier;
+use crate::ids::EntityType;
 
-/// A configuration that cannot be served; names the key at fault.
+/// Why there is no configuration to serve.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {key}: {message}")]
-pub struct ConfigError {
-    pub key: String,
-    pub message: String,
+pub enum ConfigError {
+    /// `--help` or `--version` was asked for: print this text and exit successfully.
+    #[error("{0}")]
+    Help(String),
+    /// A configuration that cannot be served; names the key at fault.
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    /// The key at fault (`config` for the file itself, `command line` for a bad flag).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Help(_) => None,
+            ConfigError::Invalid { key, .. } => Some(key),
+        }
+    }
 }
 
 fn err(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
+    ConfigError::Invalid {
         key: key.to_string(),
         message: message.into(),
     }
@@ -38,10 +62,23 @@ pub enum AuthMode {
     Jwt(Box<JwtVerifier>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected text or json".into()),
+        }
+    }
 }
 
 /// The whole configuration, typed and validated.
@@ -69,253 +106,354 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// (key, default as written, meaning) — the table of contract §6.
-pub const KEYS: &[(&str, &str, &str)] = &[
-    ("listen", "0.0.0.0:3000", "public Socket.IO listener (address:port)"),
-    (
-        "internal_listen",
-        "127.0.0.1:3001",
-        "internal HTTP API listener; non-loopback needs internal_token",
-    ),
-    (
-        "internal_token",
-        "none",
-        "bearer token required by the internal API (except /health, /ready, /metrics)",
-    ),
-    ("redis_url", "none", "Redis for multi-instance rooms and presence"),
-    (
-        "auth_mode",
-        "none",
-        "identity of agents: none (from the payload) or jwt",
-    ),
-    ("jwt_secret", "none", "HS256 shared secret (auth_mode = jwt)"),
-    (
-        "jwt_public_key_file",
-        "none",
-        "PEM public key for RS256/ES256 (auth_mode = jwt)",
-    ),
-    ("typing_timeout", "10s", "typing falls back to viewing after this"),
-    ("sweep_interval", "5m", "how often stale viewers are swept"),
-    ("stale_after", "30m", "a viewer idle this long is stale"),
-    ("node_timeout", "15s", "a silent instance is declared lost after this"),
-    ("shutdown_timeout", "10s", "graceful shutdown bound"),
-    ("max_body", "65536", "internal API body limit, bytes"),
-    (
-        "entity_types",
-        "any",
-        "allow-list of timeline entity types (comma-separated)",
-    ),
-    (
-        "cors_origins",
-        "any",
-        "allowed browser origins for the public listener (comma-separated)",
-    ),
-    ("max_payload", "1000000", "largest Socket.IO message, bytes"),
-    ("max_tickets_per_socket", "100", "tickets one socket may view"),
-    (
-        "max_timelines_per_socket",
-        "500",
-        "timelines one socket may subscribe to",
-    ),
-    (
-        "events_per_second",
-        "50",
-        "per-socket event rate (burst twice that); 0 = off",
-    ),
-    ("log_format", "text", "text or json; the level comes from RUST_LOG"),
-];
+/// Every key of contract §6: a `--flag`, a `SWITCHBOARD_` variable and a file key.
+///
+/// A field without `default_value` is unset by default; its doc comment says
+/// what unset means.
+#[derive(Debug, Args, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Settings {
+    /// Public Socket.IO listener (address:port)
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "0.0.0.0:3000")]
+    listen: SocketAddr,
 
-fn flag(key: &str) -> String {
-    key.replace('_', "-")
+    /// Internal HTTP API listener; non-loopback needs internal_token
+    #[arg(long, env = "SWITCHBOARD_INTERNAL_LISTEN", default_value = "127.0.0.1:3001")]
+    internal_listen: SocketAddr,
+
+    /// Bearer token required by the internal API (except /health, /ready, /metrics); unset: none
+    #[arg(long, env = "SWITCHBOARD_INTERNAL_TOKEN")]
+    internal_token: Option<String>,
+
+    /// Redis for multi-instance rooms and presence; unset: a single instance
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    redis_url: Option<String>,
+
+    /// Identity of agents: none (from the payload) or jwt
+    #[arg(long, env = "SWITCHBOARD_AUTH_MODE", default_value = "none")]
+    auth_mode: AuthKind,
+
+    /// HS256 shared secret (auth_mode = jwt)
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET")]
+    jwt_secret: Option<String>,
+
+    /// PEM public key for RS256/ES256 (auth_mode = jwt)
+    #[arg(long, env = "SWITCHBOARD_JWT_PUBLIC_KEY_FILE")]
+    jwt_public_key_file: Option<PathBuf>,
+
+    /// Typing falls back to viewing after this
+    #[arg(long, env = "SWITCHBOARD_TYPING_TIMEOUT", default_value = "10s")]
+    typing_timeout: Period,
+
+    /// How often stale viewers are swept
+    #[arg(long, env = "SWITCHBOARD_SWEEP_INTERVAL", default_value = "5m")]
+    sweep_interval: Period,
+
+    /// A viewer idle this long is stale
+    #[arg(long, env = "SWITCHBOARD_STALE_AFTER", default_value = "30m")]
+    stale_after: Period,
+
+    /// A silent instance is declared lost after this
+    #[arg(long, env = "SWITCHBOARD_NODE_TIMEOUT", default_value = "15s")]
+    node_timeout: Period,
+
+    /// Graceful shutdown bound
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT", default_value = "10s")]
+    shutdown_timeout: Period,
+
+    /// Internal API body limit, bytes
+    #[arg(long, env = "SWITCHBOARD_MAX_BODY", default_value = "65536")]
+    max_body: usize,
+
+    /// Allow-list of timeline entity types (comma-separated); unset: any
+    #[arg(long, env = "SWITCHBOARD_ENTITY_TYPES")]
+    entity_types: Option<List>,
+
+    /// Allowed browser origins for the public listener (comma-separated); unset: any
+    #[arg(long, env = "SWITCHBOARD_CORS_ORIGINS")]
+    cors_origins: Option<List>,
+
+    /// Largest Socket.IO message, bytes (at least 1)
+    #[arg(long, env = "SWITCHBOARD_MAX_PAYLOAD", default_value = "1000000")]
+    max_payload: u64,
+
+    /// Tickets one socket may view
+    #[arg(long, env = "SWITCHBOARD_MAX_TICKETS_PER_SOCKET", default_value = "100")]
+    max_tickets_per_socket: usize,
+
+    /// Timelines one socket may subscribe to
+    #[arg(long, env = "SWITCHBOARD_MAX_TIMELINES_PER_SOCKET", default_value = "500")]
+    max_timelines_per_socket: usize,
+
+    /// Per-socket event rate (burst twice that); 0 = off
+    #[arg(long, env = "SWITCHBOARD_EVENTS_PER_SECOND", default_value = "50")]
+    events_per_second: u32,
+
+    /// Log format, text or json; the level comes from RUST_LOG
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
 }
 
-fn env_name(key: &str) -> String {
-    format!("SWITCHBOARD_{}", key.to_uppercase())
+impl Default for Settings {
+    /// Each key's `default_value`, parsed as a flag would be; the others unset.
+    fn default() -> Self {
+        let matches = command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(["switchboard"])
+            .expect("no argument is required");
+        Settings::from_arg_matches(&matches).expect("every default_value parses")
+    }
 }
 
-/// The command line, with one flag per key.
-pub fn command() -> Command {
-    let mut cmd = Command::new("switchboard")
+/// A duration written like `500ms`, `10s` or `5m`; zero is refused.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(try_from = "String")]
+struct Period(Duration);
+
+impl FromStr for Period {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let d = humantime::parse_duration(text.trim())
+            .map_err(|e| format!("expected a duration like 500ms, 10s or 5m ({e})"))?;
+        if d.is_zero() {
+            return Err("must be longer than zero".into());
+        }
+        Ok(Period(d))
+    }
+}
+
+impl TryFrom<String> for Period {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+/// A list: comma-separated in a flag or the environment, a TOML array in the file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(transparent)]
+struct List(Vec<String>);
+
+impl FromStr for List {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let items = text.split(',').map(str::trim).filter(|i| !i.is_empty());
+        Ok(List(items.map(String::from).collect()))
+    }
+}
+
+/// The `auth_mode` key; [`AuthMode`] is what it resolves to with the jwt keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AuthKind {
+    None,
+    Jwt,
+}
+
+impl FromStr for AuthKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "none" => Ok(AuthKind::None),
+            "jwt" => Ok(AuthKind::Jwt),
+            _ => Err("expected none or jwt".into()),
+        }
+    }
+}
+
+/// The command line: `--config` and one flag per key, as `--help` shows it.
+fn command() -> Command {
+    let config = Arg::new("config")
+        .long("config")
+        .env("SWITCHBOARD_CONFIG")
+        .value_name("PATH")
+        .help("TOML configuration file");
+    Settings::augment_args(Command::new("switchboard").arg(config))
+        .mut_args(|arg| {
+            // Secrets may sit in the environment: never echo values in --help.
+            let arg = arg.hide_env_values(true);
+            if arg.get_id() == "config" {
+                return arg;
+            }
+            let help = format!("{} [config key: {}]", arg.get_help().unwrap_or_default(), arg.get_id());
+            arg.help(help)
+        })
         .version(env!("CARGO_PKG_VERSION"))
+        // Set after the keys: `augment_args` would take Settings' doc comment.
         .about("Socket.IO-compatible realtime server: ticket collision detection and live timelines")
+        .long_about(None)
         .after_help(
             "Precedence: flag over environment over file over default. Durations like 500ms, 10s, 5m; \
              lists comma-separated in flags and environment, TOML arrays in the file.",
         )
-        .arg(
-            Arg::new("config")
-                .long("config")
-                .env("SWITCHBOARD_CONFIG")
-                .value_name("PATH")
-                .help("TOML configuration file")
-                .action(ArgAction::Set),
-        );
-    for (key, default, help) in KEYS {
-        cmd = cmd.arg(
-            Arg::new(*key)
-                .long(flag(key))
-                .env(env_name(key))
-                // Secrets may sit in the environment: never echo values in --help.
-                .hide_env_values(true)
-                .value_name(key.to_uppercase())
-                .help(format!("{help} [config key: {key}] [default: {default}]"))
-                .action(ArgAction::Set),
-        );
-    }
-    cmd
 }
 
-/// One setting as found, before it is typed.
-enum Raw {
-    /// From a flag or the environment.
-    Text(String),
-    /// From the TOML file.
-    Toml(toml::Value),
+/// A non-empty value from a flag or the environment, not yet typed.
+struct Given {
+    key: String,
+    /// `--typing-timeout` or `SWITCHBOARD_TYPING_TIMEOUT`, for messages.
+    source: String,
+    flag: String,
+    value: OsString,
 }
 
-struct Sources {
-    matches: clap::ArgMatches,
-    file: toml::Table,
-}
-
-impl Sources {
-    fn get(&self, key: &str) -> Option<Raw> {
-        if let Some(text) = self.matches.get_one::<String>(key).filter(|s| !s.is_empty()) {
-            return Some(Raw::Text(text.clone()));
-        }
-        self.file.get(key).cloned().map(Raw::Toml)
-    }
-
-    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Raw::Text(s)) | Some(Raw::Toml(toml::Value::String(s))) => Ok(Some(s)),
-            Some(Raw::Toml(_)) => Err(err(key, "expected a string")),
-        }
-    }
-
-    fn duration(&self, key: &str, default: Duration) -> Result<Duration, ConfigError> {
-        let Some(text) = self
-            .string(key)
-            .map_err(|_| err(key, "expected a duration like \"10s\""))?
-        else {
-            return Ok(default);
-        };
-        let d = humantime::parse_duration(text.trim()).map_err(|e| {
-            err(
-                key,
-                format!("expected a duration like 500ms, 10s or 5m, got {text:?} ({e})"),
-            )
-        })?;
-        if d.is_zero() {
-            return Err(err(key, "must be longer than zero"));
-        }
-        Ok(d)
-    }
-
-    fn number(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(Raw::Text(s)) => s
-                .trim()
-                .parse()
-                .map_err(|_| err(key, format!("expected a non-negative integer, got {s:?}"))),
-            Some(Raw::Toml(toml::Value::Integer(i))) => {
-                u64::try_from(i).map_err(|_| err(key, "expected a non-negative integer"))
+impl Given {
+    fn from_flags(cmd: &Command, args: Vec<OsString>) -> Result<Vec<Given>, ConfigError> {
+        // Untyped first, so that an empty value can stand for "unset".
+        let untyped = cmd
+            .clone()
+            .mut_args(|arg| arg.value_parser(clap::value_parser!(OsString)));
+        let matches = untyped.try_get_matches_from(args).map_err(|e| match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                ConfigError::Help(e.to_string())
             }
-            Some(Raw::Toml(_)) => Err(err(key, "expected a non-negative integer")),
-        }
+            _ => err("command line", e.to_string().trim()),
+        })?;
+        let given = cmd.get_arguments().filter_map(|arg| {
+            let key = arg.get_id().as_str();
+            if matches.value_source(key) != Some(ValueSource::CommandLine) {
+                return None;
+            }
+            let flag = arg.get_long()?;
+            Given::new(
+                key,
+                format!("--{flag}"),
+                flag,
+                matches.get_one::<OsString>(key)?.clone(),
+            )
+        });
+        Ok(given.collect())
     }
 
-    fn list(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
-        let items = match self.get(key) {
-            None => return Ok(None),
-            Some(Raw::Text(s)) => s
-                .split(',')
-                .map(|i| i.trim().to_string())
-                .filter(|i| !i.is_empty())
-                .collect(),
-            Some(Raw::Toml(toml::Value::Array(items))) => items
-                .into_iter()
-                .map(|i| match i {
-                    toml::Value::String(s) => Ok(s),
-                    _ => Err(err(key, "expected an array of strings")),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(Raw::Toml(_)) => return Err(err(key, "expected an array of strings")),
+    fn from_env(cmd: &Command, env: impl Fn(&OsStr) -> Option<OsString>) -> Vec<Given> {
+        let given = cmd.get_arguments().filter_map(|arg| {
+            let name = arg.get_env()?;
+            let value = env(name)?;
+            Given::new(
+                arg.get_id().as_str(),
+                name.to_string_lossy().into(),
+                arg.get_long()?,
+                value,
+            )
+        });
+        given.collect()
+    }
+
+    fn new(key: &str, source: String, flag: &str, value: OsString) -> Option<Given> {
+        (!value.is_empty()).then(|| Given {
+            key: key.to_string(),
+            source,
+            flag: flag.to_string(),
+            value,
+        })
+    }
+
+    /// Parses the value with its key's parser and sets it in `settings`.
+    fn apply(&self, keys: &Command, settings: &mut Settings) -> Result<(), ConfigError> {
+        let mut token = OsString::from(format!("--{}=", self.flag));
+        token.push(&self.value);
+        let invalid = |e: clap::Error| {
+            let reason = e.source().map_or_else(|| e.kind().to_string(), |s| s.to_string());
+            err(&self.key, format!("{:?} from {}: {reason}", self.value, self.source))
         };
-        Ok(Some(items))
-    }
-
-    fn addr(&self, key: &str, default: &str) -> Result<SocketAddr, ConfigError> {
-        let text = self.string(key)?.unwrap_or_else(|| default.to_string());
-        text.trim()
-            .parse()
-            .map_err(|_| err(key, format!("expected an address like 127.0.0.1:3001, got {text:?}")))
+        let matches = keys
+            .clone()
+            .try_get_matches_from([OsString::from("switchboard"), token])
+            .map_err(invalid)?;
+        settings.update_from_arg_matches(&matches).map_err(invalid)
     }
 }
 
 impl Config {
-    /// Reads flags and environment from `args`, then the file they name.
+    /// Reads flags from `args` (the program name first), the process
+    /// environment, and the file they name.
     pub fn from_args<I, T>(args: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = T>,
-        T: Into<OsString> + Clone,
+        T: Into<OsString>,
     {
-        let matches = command().try_get_matches_from(args).map_err(|e| match e.kind() {
-            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => e.exit(),
-            _ => err("command line", e.to_string()),
-        })?;
-        let file = match matches.get_one::<String>("config").filter(|p| !p.is_empty()) {
-            Some(path) => read_file(&PathBuf::from(path))?,
-            None => toml::Table::new(),
-        };
-        Self::from_sources(&Sources { matches, file })
+        Self::from_args_and_env(args, |name| std::env::var_os(name))
     }
 
-    /// The built-in defaults, as if run with no configuration at all.
-    pub fn defaults() -> Self {
-        Self::from_args(["switchboard"]).expect("the built-in defaults are valid")
+    /// As [`Config::from_args`], with `env` looking up the environment
+    /// (tests pass `|_| None` so that a developer's variables do not leak in).
+    pub fn from_args_and_env<I, T>(args: I, env: impl Fn(&OsStr) -> Option<OsString>) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let cmd = command();
+        let flags = Given::from_flags(&cmd, args.into_iter().map(Into::into).collect())?;
+        let env = Given::from_env(&cmd, env);
+        let file = flags.iter().chain(&env).find(|g| g.key == "config");
+        let mut settings = match file {
+            Some(given) => read_file(Path::new(&given.value))?,
+            None => Settings::default(),
+        };
+        // Parsing a single value must not bring in the environment or defaults.
+        let keys = cmd.mut_args(|arg| arg.env(None).default_value(None));
+        for given in env.iter().chain(&flags).filter(|g| g.key != "config") {
+            given.apply(&keys, &mut settings)?;
+        }
+        settings.resolve()
     }
 
-    fn from_sources(src: &Sources) -> Result<Self, ConfigError> {
-        let positive = |key: &str, v: u64| {
-            if v == 0 {
-                Err(err(key, "must be at least 1"))
-            } else {
-                Ok(v)
-            }
+    /// Whether timelines of this entity type may be subscribed to and published.
+    pub fn allows(&self, entity_type: &EntityType) -> bool {
+        self.entity_types
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(entity_type.as_str()))
+    }
+}
+
+/// The file's keys over the defaults; an error names the key and the line.
+fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
+    let toml = toml::Deserializer::parse(&text)
+        .map_err(|e| err("config", format!("{} is not valid TOML: {e}", path.display())))?;
+    serde_path_to_error::deserialize(toml).map_err(|e| {
+        let key = match e.path().to_string() {
+            top if top == "." => "config".to_string(),
+            key => key,
         };
-        let to_usize = |key: &str, v: u64| usize::try_from(v).map_err(|_| err(key, "too large"));
+        let e = e.into_inner();
+        let line = e.span().map_or(String::new(), |span| {
+            format!(":{}", text[..span.start].matches('\n').count() + 1)
+        });
+        err(&key, format!("{}{line}: {}", path.display(), e.message()))
+    })
+}
+
+impl Settings {
+    /// Checks the keys together and types them for the rest of the server.
+    fn resolve(self) -> Result<Config, ConfigError> {
+        if self.max_payload == 0 {
+            return Err(err("max_payload", "must be at least 1"));
+        }
         let config = Config {
-            listen: src.addr("listen", "0.0.0.0:3000")?,
-            internal_listen: src.addr("internal_listen", "127.0.0.1:3001")?,
-            internal_token: src.string("internal_token")?.filter(|t| !t.is_empty()),
-            redis_url: src.string("redis_url")?.filter(|t| !t.is_empty()),
-            auth_mode: auth_mode(src)?,
-            typing_timeout: src.duration("typing_timeout", Duration::from_secs(10))?,
-            sweep_interval: src.duration("sweep_interval", Duration::from_secs(300))?,
-            stale_after: src.duration("stale_after", Duration::from_secs(1800))?,
-            node_timeout: src.duration("node_timeout", Duration::from_secs(15))?,
-            shutdown_timeout: src.duration("shutdown_timeout", Duration::from_secs(10))?,
-            max_body: to_usize("max_body", src.number("max_body", 65_536)?)?,
-            entity_types: entity_types(src)?,
-            cors_origins: cors_origins(src)?,
-            max_payload: positive("max_payload", src.number("max_payload", 1_000_000)?)?,
-            max_tickets_per_socket: to_usize("max_tickets_per_socket", src.number("max_tickets_per_socket", 100)?)?,
-            max_timelines_per_socket: to_usize(
-                "max_timelines_per_socket",
-                src.number("max_timelines_per_socket", 500)?,
-            )?,
-            events_per_second: u32::try_from(src.number("events_per_second", 50)?)
-                .map_err(|_| err("events_per_second", "too large"))?,
-            log_format: match src.string("log_format")?.as_deref() {
-                None | Some("text") => LogFormat::Text,
-                Some("json") => LogFormat::Json,
-                Some(other) => {
-                    return Err(err("log_format", format!("expected text or json, got {other:?}")));
-                }
-            },
+            listen: self.listen,
+            internal_listen: self.internal_listen,
+            internal_token: self.internal_token.filter(|t| !t.is_empty()),
+            redis_url: self.redis_url.filter(|u| !u.is_empty()),
+            auth_mode: auth_mode(self.auth_mode, self.jwt_secret, self.jwt_public_key_file)?,
+            typing_timeout: self.typing_timeout.0,
+            sweep_interval: self.sweep_interval.0,
+            stale_after: self.stale_after.0,
+            node_timeout: self.node_timeout.0,
+            shutdown_timeout: self.shutdown_timeout.0,
+            max_body: self.max_body,
+            entity_types: self.entity_types.map(entity_types).transpose()?,
+            cors_origins: self.cors_origins.map(cors_origins).transpose()?,
+            max_payload: self.max_payload,
+            max_tickets_per_socket: self.max_tickets_per_socket,
+            max_timelines_per_socket: self.max_timelines_per_socket,
+            events_per_second: self.events_per_second,
+            log_format: self.log_format,
         };
         if !config.internal_listen.ip().is_loopback() && config.internal_token.is_none() {
             return Err(err(
@@ -333,57 +471,38 @@ impl Config {
     }
 }
 
-fn read_file(path: &PathBuf) -> Result<toml::Table, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| err("config", format!("{} is not valid TOML: {e}", path.display())))?;
-    if let Some(unknown) = table.keys().find(|k| !KEYS.iter().any(|(key, _, _)| key == k)) {
-        return Err(err(unknown, format!("unknown key in {}", path.display())));
-    }
-    Ok(table)
-}
-
-fn auth_mode(src: &Sources) -> Result<AuthMode, ConfigError> {
-    match src.string("auth_mode")?.as_deref() {
-        None | Some("none") => Ok(AuthMode::None),
-        Some("jwt") => match (src.string("jwt_secret")?, src.string("jwt_public_key_file")?) {
-            (None, None) => Err(err(
-                "jwt_secret",
-                "auth_mode = jwt needs jwt_secret or jwt_public_key_file",
-            )),
-            (Some(_), Some(_)) => Err(err("jwt_secret", "set jwt_secret or jwt_public_key_file, not both")),
-            (Some(secret), None) => Ok(AuthMode::Jwt(Box::new(JwtVerifier::hs256(secret.as_bytes())))),
-            (None, Some(path)) => {
-                let pem =
-                    std::fs::read(&path).map_err(|e| err("jwt_public_key_file", format!("cannot read {path}: {e}")))?;
-                JwtVerifier::from_public_pem(&pem)
-                    .map(|v| AuthMode::Jwt(Box::new(v)))
-                    .map_err(|e| err("jwt_public_key_file", format!("{path}: {e}")))
-            }
-        },
-        Some(other) => Err(err("auth_mode", format!("expected none or jwt, got {other:?}"))),
+fn auth_mode(kind: AuthKind, secret: Option<String>, key_file: Option<PathBuf>) -> Result<AuthMode, ConfigError> {
+    match (kind, secret, key_file) {
+        (AuthKind::None, _, _) => Ok(AuthMode::None),
+        (AuthKind::Jwt, None, None) => Err(err(
+            "jwt_secret",
+            "auth_mode = jwt needs jwt_secret or jwt_public_key_file",
+        )),
+        (AuthKind::Jwt, Some(_), Some(_)) => Err(err("jwt_secret", "set jwt_secret or jwt_public_key_file, not both")),
+        (AuthKind::Jwt, Some(secret), None) => Ok(AuthMode::Jwt(Box::new(JwtVerifier::hs256(secret.as_bytes())))),
+        (AuthKind::Jwt, None, Some(path)) => {
+            let shown = path.display();
+            let pem =
+                std::fs::read(&path).map_err(|e| err("jwt_public_key_file", format!("cannot read {shown}: {e}")))?;
+            JwtVerifier::from_public_pem(&pem)
+                .map(|v| AuthMode::Jwt(Box::new(v)))
+                .map_err(|e| err("jwt_public_key_file", format!("{shown}: {e}")))
+        }
     }
 }
 
-fn entity_types(src: &Sources) -> Result<Option<HashSet<String>>, ConfigError> {
-    let Some(list) = src.list("entity_types")? else {
-        return Ok(None);
-    };
-    let valid = |t: &str| crate::ids::EntityType::parse(Some(&serde_json::Value::from(t))).is_ok();
+fn entity_types(List(list): List) -> Result<HashSet<String>, ConfigError> {
+    let valid = |t: &str| EntityType::parse(Some(&serde_json::Value::from(t))).is_ok();
     if let Some(bad) = list.iter().find(|t| !valid(t)) {
         return Err(err(
             "entity_types",
             format!("{bad:?} does not match ^[a-z][a-z0-9_-]{{0,31}}$"),
         ));
     }
-    Ok(Some(list.into_iter().collect()))
+    Ok(list.into_iter().collect())
 }
 
-fn cors_origins(src: &Sources) -> Result<Option<Vec<String>>, ConfigError> {
-    let Some(list) = src.list("cors_origins")? else {
-        return Ok(None);
-    };
+fn cors_origins(List(list): List) -> Result<Vec<String>, ConfigError> {
     for origin in &list {
         let rest = origin
             .strip_prefix("http://")
@@ -395,15 +514,54 @@ fn cors_origins(src: &Sources) -> Result<Option<Vec<String>>, ConfigError> {
             ));
         }
     }
-    Ok(Some(list))
+    Ok(list)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
+    fn load_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<OsString, OsString> = env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+        Config::from_args_and_env(std::iter::once("switchboard").chain(args.iter().copied()), |name| {
+            env.get(name).cloned()
+        })
+    }
+
     fn load(args: &[&str]) -> Result<Config, ConfigError> {
-        Config::from_args(std::iter::once("switchboard").chain(args.iter().copied()))
+        load_with_env(args, &[])
+    }
+
+    /// The key an invalid configuration names.
+    fn refused(args: &[&str]) -> String {
+        load(args)
+            .unwrap_err()
+            .key()
+            .expect("an invalid configuration")
+            .to_string()
+    }
+
+    /// A scratch file, removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, text: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("switchboard-config-{}-{name}", std::process::id()));
+            std::fs::write(&path, text).unwrap();
+            TempFile(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 
     #[test]
@@ -411,6 +569,8 @@ mod tests {
         let c = load(&[]).unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:3000");
         assert_eq!(c.internal_listen.to_string(), "127.0.0.1:3001");
+        assert_eq!(c.internal_token, None);
+        assert_eq!(c.redis_url, None);
         assert_eq!(c.typing_timeout, Duration::from_secs(10));
         assert_eq!(c.sweep_interval, Duration::from_secs(300));
         assert_eq!(c.stale_after, Duration::from_secs(1800));
@@ -445,25 +605,53 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        assert_eq!(load(&["--typing-timeout", "banana"]).unwrap_err().key, "typing_timeout");
-        assert_eq!(load(&["--max-body", "-1"]).unwrap_err().key, "command line");
-        assert_eq!(load(&["--max-body", "lots"]).unwrap_err().key, "max_body");
-        assert_eq!(load(&["--log-format", "xml"]).unwrap_err().key, "log_format");
-        assert_eq!(load(&["--entity-types", "Contact"]).unwrap_err().key, "entity_types");
-        assert_eq!(
-            load(&["--cors-origins", "example.com"]).unwrap_err().key,
-            "cors_origins"
+        assert_eq!(refused(&["--typing-timeout", "banana"]), "typing_timeout");
+        assert_eq!(refused(&["--typing-timeout", "0s"]), "typing_timeout");
+        assert_eq!(refused(&["--max-body", "-1"]), "command line");
+        assert_eq!(refused(&["--max-body", "lots"]), "max_body");
+        assert_eq!(refused(&["--events-per-second=-3"]), "events_per_second");
+        assert_eq!(refused(&["--max-payload", "0"]), "max_payload");
+        assert_eq!(refused(&["--listen", "not-an-address"]), "listen");
+        assert_eq!(refused(&["--log-format", "xml"]), "log_format");
+        assert_eq!(refused(&["--entity-types", "Contact"]), "entity_types");
+        assert_eq!(refused(&["--cors-origins", "example.com"]), "cors_origins");
+        assert_eq!(refused(&["--auth-mode", "magic"]), "auth_mode");
+        assert_eq!(refused(&["--redis-url", "nonsense"]), "redis_url");
+        assert_eq!(refused(&["--no-such-key", "1"]), "command line");
+        let e = load_with_env(&[], &[("SWITCHBOARD_TYPING_TIMEOUT", "banana")]).unwrap_err();
+        assert_eq!(e.key(), Some("typing_timeout"));
+        assert!(e.to_string().contains("SWITCHBOARD_TYPING_TIMEOUT"), "{e}");
+    }
+
+    #[test]
+    fn help_and_version_are_returned_not_printed() {
+        let Err(ConfigError::Help(help)) = load(&["--help"]) else {
+            panic!("--help is not ConfigError::Help");
+        };
+        assert!(help.contains("--typing-timeout"), "{help}");
+        assert!(help.contains("[config key: typing_timeout]"), "{help}");
+        assert!(help.contains("[default: 10s]"), "{help}");
+        assert!(help.contains("[env: SWITCHBOARD_JWT_SECRET]"), "{help}");
+        assert!(
+            !help.contains("SWITCHBOARD_CONFIG="),
+            "--help shows an environment value:\n{help}"
         );
-        assert_eq!(load(&["--auth-mode", "magic"]).unwrap_err().key, "auth_mode");
+        let Err(ConfigError::Help(version)) = load(&["--version"]) else {
+            panic!("--version is not ConfigError::Help");
+        };
+        assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
     }
 
     #[test]
     fn the_example_file_documents_every_key_and_loads() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/switchboard.example.toml");
         let text = std::fs::read_to_string(path).unwrap();
-        for (key, default, _) in KEYS {
+        let keys = Settings::augment_args(Command::new("keys"));
+        for arg in keys.get_arguments() {
+            let key = arg.get_id();
             assert!(text.contains(&format!("{key} =")), "{key} is not in the example");
-            if !matches!(*default, "none" | "any") {
+            for default in arg.get_default_values() {
+                let default = default.to_str().unwrap();
                 assert!(
                     text.contains(default),
                     "{key}'s default {default} is not in the example"
@@ -475,8 +663,16 @@ mod tests {
     }
 
     #[test]
+    fn every_key_has_its_environment_variable() {
+        for arg in Settings::augment_args(Command::new("keys")).get_arguments() {
+            let expected = format!("SWITCHBOARD_{}", arg.get_id().as_str().to_uppercase());
+            assert_eq!(arg.get_env(), Some(OsStr::new(&expected)));
+        }
+    }
+
+    #[test]
     fn jwt_needs_exactly_one_usable_key() {
-        assert_eq!(load(&["--auth-mode", "jwt"]).unwrap_err().key, "jwt_secret");
+        assert_eq!(refused(&["--auth-mode", "jwt"]), "jwt_secret");
         assert!(matches!(
             load(&["--auth-mode", "jwt", "--jwt-secret", "s"]).unwrap().auth_mode,
             AuthMode::Jwt(_)
@@ -489,49 +685,97 @@ mod tests {
             "--jwt-public-key-file",
             "/nonexistent",
         ];
-        assert_eq!(load(&both).unwrap_err().key, "jwt_secret");
+        assert_eq!(refused(&both), "jwt_secret");
         let missing = ["--auth-mode", "jwt", "--jwt-public-key-file", "/nonexistent/key.pem"];
-        assert_eq!(load(&missing).unwrap_err().key, "jwt_public_key_file");
+        assert_eq!(refused(&missing), "jwt_public_key_file");
         let not_a_key = [
             "--auth-mode",
             "jwt",
             "--jwt-public-key-file",
             concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
         ];
-        assert_eq!(load(&not_a_key).unwrap_err().key, "jwt_public_key_file");
+        assert_eq!(refused(&not_a_key), "jwt_public_key_file");
     }
 
     #[test]
     fn public_internal_listener_needs_a_token() {
-        assert_eq!(
-            load(&["--internal-listen", "0.0.0.0:3001"]).unwrap_err().key,
-            "internal_token"
-        );
+        assert_eq!(refused(&["--internal-listen", "0.0.0.0:3001"]), "internal_token");
         assert!(load(&["--internal-listen", "0.0.0.0:3001", "--internal-token", "s3cret"]).is_ok());
         assert!(load(&["--internal-listen", "[::1]:3001"]).is_ok());
     }
 
     #[test]
-    fn file_values_are_under_flags() {
-        let dir = std::env::temp_dir().join(format!("switchboard-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("c.toml");
-        std::fs::write(
-            &path,
-            "typing_timeout = \"2s\"\nmax_body = 10\nentity_types = [\"contact\"]\n",
-        )
-        .unwrap();
-        let p = path.to_str().unwrap();
-        let c = load(&["--config", p]).unwrap();
+    fn layers_are_flag_over_env_over_file_over_default() {
+        let file = TempFile::new(
+            "layers.toml",
+            "typing_timeout = \"2s\"\nmax_body = 10\nmax_payload = 11\nentity_types = [\"contact\"]\n",
+        );
+        let c = load(&["--config", file.path()]).unwrap();
         assert_eq!(c.typing_timeout, Duration::from_secs(2));
         assert_eq!(c.max_body, 10);
+        assert_eq!(c.max_payload, 11);
+        assert_eq!(c.stale_after, Duration::from_secs(1800), "a default under the file");
         assert_eq!(c.entity_types.unwrap().into_iter().collect::<Vec<_>>(), ["contact"]);
-        let c = load(&["--config", p, "--max-body", "20"]).unwrap();
-        assert_eq!(c.max_body, 20);
-        std::fs::write(&path, "typo_key = 1\n").unwrap();
-        assert_eq!(load(&["--config", p]).unwrap_err().key, "typo_key");
-        std::fs::write(&path, "max_body = \"ten\"\n").unwrap();
-        assert_eq!(load(&["--config", p]).unwrap_err().key, "max_body");
-        std::fs::remove_dir_all(&dir).unwrap();
+        let env = [
+            ("SWITCHBOARD_CONFIG", file.path()),
+            ("SWITCHBOARD_MAX_BODY", "20"),
+            ("SWITCHBOARD_MAX_PAYLOAD", "21"),
+            ("SWITCHBOARD_ENTITY_TYPES", "deal,task"),
+        ];
+        let c = load_with_env(&["--max-payload", "31"], &env).unwrap();
+        assert_eq!(
+            c.typing_timeout,
+            Duration::from_secs(2),
+            "the file named by the environment"
+        );
+        assert_eq!(c.max_body, 20, "env over file");
+        assert_eq!(c.max_payload, 31, "flag over env");
+        assert_eq!(c.entity_types.unwrap().len(), 2, "comma-separated from env");
+    }
+
+    #[test]
+    fn empty_values_are_unset() {
+        let file = TempFile::new("empty.toml", "max_body = 10\n");
+        let env = [("SWITCHBOARD_MAX_BODY", ""), ("SWITCHBOARD_LISTEN", "")];
+        let c = load_with_env(
+            &["--config", file.path(), "--typing-timeout", "", "--log-format="],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.max_body, 10);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:3000");
+        assert_eq!(c.typing_timeout, Duration::from_secs(10));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn the_file_is_checked_key_by_key() {
+        let refused_file = |text: &str| {
+            let file = TempFile::new("checked.toml", text);
+            load(&["--config", file.path()]).unwrap_err()
+        };
+        assert_eq!(refused_file("typo_key = 1\n").key(), Some("typo_key"));
+        assert_eq!(refused_file("config = \"x.toml\"\n").key(), Some("config"));
+        assert_eq!(refused_file("max_body = \"ten\"\n").key(), Some("max_body"));
+        assert_eq!(refused_file("max_body = -1\n").key(), Some("max_body"));
+        assert_eq!(refused_file("typing_timeout = 10\n").key(), Some("typing_timeout"));
+        assert_eq!(refused_file("entity_types = \"deal\"\n").key(), Some("entity_types"));
+        assert_eq!(refused_file("log_format = \"xml\"\n").key(), Some("log_format"));
+        assert_eq!(refused_file("not toml").key(), Some("config"));
+        let e = refused_file("\n\ntyping_timeout = \"banana\"\n");
+        assert_eq!(e.key(), Some("typing_timeout"));
+        assert!(e.to_string().contains(".toml:3: expected a duration"), "{e}");
+        let missing = load(&["--config", "/nonexistent/switchboard.toml"]).unwrap_err();
+        assert_eq!(missing.key(), Some("config"));
+    }
+
+    #[test]
+    fn allows_any_entity_type_unless_listed() {
+        let deal = EntityType::parse(Some(&serde_json::json!("deal"))).unwrap();
+        let task = EntityType::parse(Some(&serde_json::json!("task"))).unwrap();
+        assert!(load(&[]).unwrap().allows(&task));
+        let listed = load(&["--entity-types", "deal"]).unwrap();
+        assert!(listed.allows(&deal));
+        assert!(!listed.allows(&task));
     }
 }

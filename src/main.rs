@@ -3,11 +3,15 @@
 use std::process::ExitCode;
 
 use switchboard::app::{self, Listeners};
-use switchboard::config::{Config, LogFormat};
+use switchboard::config::{Config, ConfigError, LogFormat};
 
 fn main() -> ExitCode {
     let config = match Config::from_args(std::env::args_os()) {
         Ok(config) => config,
+        Err(ConfigError::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("switchboard: {e}");
             return ExitCode::from(2);

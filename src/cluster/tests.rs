@@ -17,7 +17,7 @@ struct Node {
 }
 
 fn node(name: &str) -> Node {
-    let config = Config::from_args(["switchboard", "--redis-url", "redis://127.0.0.1:1"]).unwrap();
+    let config = Config::from_args_and_env(["switchboard", "--redis-url", "redis://127.0.0.1:1"], |_| None).unwrap();
     let (_layer, io) = SocketIo::builder().build_layer();
     let (outbox, _task) = Outbox::start(io);
     let (link, start) = ClusterLink::new(name.to_string(), "redis://127.0.0.1:1").unwrap();

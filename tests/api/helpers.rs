@@ -18,7 +18,9 @@ pub struct TestApp {
 
 /// Starts a node with the defaults plus `args` (flags, as on the command line).
 pub async fn spawn_app(args: &[&str]) -> TestApp {
-    let config = Config::from_args(std::iter::once("switchboard").chain(args.iter().copied())).expect("valid config");
+    // The environment is left out: a developer's SWITCHBOARD_* variables must not change a test.
+    let args = std::iter::once("switchboard").chain(args.iter().copied());
+    let config = Config::from_args_and_env(args, |_| None).expect("valid config");
     let listeners = Listeners {
         public: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         internal: TcpListener::bind("127.0.0.1:0").await.unwrap(),
