@@ -290,12 +290,13 @@ impl Hub {
 
     /// `FORBIDDEN` when an allow-list is configured and the type is not on it.
     fn check_entity_type(&self, key: &TimelineKey) -> Result<(), ClientError> {
-        match &self.shared.config.entity_types {
-            Some(allowed) if !allowed.contains(key.entity_type.as_str()) => Err(ClientError::Forbidden(format!(
+        if self.shared.config.allows(&key.entity_type) {
+            Ok(())
+        } else {
+            Err(ClientError::Forbidden(format!(
                 "entity type \"{}\" is not allowed",
                 key.entity_type
-            ))),
-            _ => Ok(()),
+            )))
         }
     }
 

@@ -200,12 +200,13 @@ fn publish_one(hub: &Hub, event: TimelineEvent) -> Result<Response> {
 
 /// `FORBIDDEN` for an entity type off the configured allow-list.
 fn check_allowed(hub: &Hub, key: &TimelineKey) -> Result<()> {
-    match &hub.config().entity_types {
-        Some(allowed) if !allowed.contains(key.entity_type.as_str()) => Err(HttpError::Forbidden(format!(
+    if hub.config().allows(&key.entity_type) {
+        Ok(())
+    } else {
+        Err(HttpError::Forbidden(format!(
             "entity type \"{}\" is not allowed",
             key.entity_type
-        ))),
-        _ => Ok(()),
+        )))
     }
 }
 
