@@ -129,9 +129,14 @@ async fn deliver(io: &SocketIo, delivery: Delivery) {
     let Some(ns) = io.of("/") else { return };
     match delivery {
         Delivery::Join { sid, room } => {
-            // A socket that is already gone must not re-enter a room:
-            // nothing would ever take it out again.
-            if let Some(socket) = ns.get_socket(sid).filter(|s| s.connected()) {
+            // Only a socket still in the namespace: socketioxide takes a
+            // leaving socket out of all its rooms after its disconnect
+            // handler (which waits for this queue), so a join done before
+            // that is undone, and one after it finds no socket. Not
+            // `connected()`: that is still false for a moment after the
+            // client was told it is connected, when its first events may
+            // already be here.
+            if let Some(socket) = ns.get_socket(sid) {
                 socket.join(room);
             }
         }
@@ -141,8 +146,10 @@ async fn deliver(io: &SocketIo, delivery: Delivery) {
             }
         }
         Delivery::ToSocket { sid, event, payload } => {
-            let sent = ns.get_socket(sid).map(|socket| socket.emit(event, &payload));
-            if let Some(Err(e)) = sent {
+            // Through the socket's own room rather than `Socket::emit`, which
+            // refuses a socket whose first events arrived before socketioxide
+            // marked it connected (the race is real under load).
+            if let Err(e) = ns.to(sid.to_string()).emit(event, &payload).await {
                 tracing::warn!(%sid, event, error = %e, "could not emit to socket");
             }
         }
