@@ -1,17 +1,25 @@
 //! Configuration (contract §6): built-in defaults, then a TOML file, then
 //! `SWITCHBOARD_<KEY>` environment variables, then `--<key>` flags.
 //!
-//! Every key is declared once, as a field of `Settings`: its doc comment is
+//! Every key is one field of [`Config`], declared once: its doc comment is
 //! the `--help` text, `env` names its variable, `default_value` is its default
-//! (shown by `--help`, applied under the file) and serde reads it from the file.
-//! `Settings::resolve` then checks the keys together and builds the typed
-//! [`Config`] the rest of the server uses.
+//! (shown by `--help`, applied under the file), and clap (flags, environment)
+//! and serde (file) parse it straight into the type the server reads.
+//! Durations go through `duration::parse` and `duration::deserialize`, lists
+//! through `list`; a `bool` takes `action = clap::ArgAction::Set`, so that it is
+//! written `true` or `false` as in the environment and the file. Adding a key
+//! is that field and its line in `config/switchboard.example.toml` (a test
+//! fails until the line is there).
+//!
+//! `Config::validate` then checks what one value alone cannot show, and fills
+//! in the fields that several keys make together, which clap and serde skip:
+//! `auth_mode`, the [`AuthMode`] made of the `auth_mode`, `jwt_secret` and
+//! `jwt_public_key_file` keys.
 //!
 //! A flag or environment value is parsed on its own, as `--key=value`, by the
-//! same clap parser, and laid over the settings read so far. That is how an
+//! same clap parser, and laid over the values read so far. That is how an
 //! empty value can mean "unset" and how an error names its key and its source.
 
-use std::collections::HashSet;
 use std::error::Error as _;
 use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
@@ -81,57 +89,42 @@ impl FromStr for LogFormat {
     }
 }
 
-/// The whole configuration, typed and validated.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: SocketAddr,
-    pub internal_listen: SocketAddr,
-    pub internal_token: Option<String>,
-    pub redis_url: Option<String>,
-    pub auth_mode: AuthMode,
-    pub typing_timeout: Duration,
-    pub sweep_interval: Duration,
-    pub stale_after: Duration,
-    pub node_timeout: Duration,
-    pub shutdown_timeout: Duration,
-    pub max_body: usize,
-    /// `None`: any entity type.
-    pub entity_types: Option<HashSet<String>>,
-    /// `None`: any origin.
-    pub cors_origins: Option<Vec<String>>,
-    pub max_payload: u64,
-    pub max_tickets_per_socket: usize,
-    pub max_timelines_per_socket: usize,
-    pub events_per_second: u32,
-    pub log_format: LogFormat,
-}
-
-/// Every key of contract §6: a `--flag`, a `SWITCHBOARD_` variable and a file key.
+/// The whole configuration: every key of contract §6, each a `--flag`, a
+/// `SWITCHBOARD_` variable and a file key, typed, and validated by the time
+/// [`Config::from_args`] returns it.
 ///
 /// A field without `default_value` is unset by default; its doc comment says
 /// what unset means.
-#[derive(Debug, Args, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Settings {
+#[derive(Debug, Clone, Args, serde::Deserialize)]
+#[serde(default = "Config::defaults", deny_unknown_fields)]
+pub struct Config {
     /// Public Socket.IO listener (address:port)
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "0.0.0.0:3000")]
-    listen: SocketAddr,
+    pub listen: SocketAddr,
 
     /// Internal HTTP API listener; non-loopback needs internal_token
     #[arg(long, env = "SWITCHBOARD_INTERNAL_LISTEN", default_value = "127.0.0.1:3001")]
-    internal_listen: SocketAddr,
+    pub internal_listen: SocketAddr,
 
     /// Bearer token required by the internal API (except /health, /ready, /metrics); unset: none
     #[arg(long, env = "SWITCHBOARD_INTERNAL_TOKEN")]
-    internal_token: Option<String>,
+    pub internal_token: Option<String>,
 
     /// Redis for multi-instance rooms and presence; unset: a single instance
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
-    redis_url: Option<String>,
+    pub redis_url: Option<String>,
 
     /// Identity of agents: none (from the payload) or jwt
-    #[arg(long, env = "SWITCHBOARD_AUTH_MODE", default_value = "none")]
-    auth_mode: AuthKind,
+    // The key is `auth_mode`; the field of that name is what it resolves to.
+    #[arg(
+        id = "auth_mode",
+        long = "auth-mode",
+        value_name = "AUTH_MODE",
+        env = "SWITCHBOARD_AUTH_MODE",
+        default_value = "none"
+    )]
+    #[serde(rename = "auth_mode")]
+    auth_kind: AuthKind,
 
     /// HS256 shared secret (auth_mode = jwt)
     #[arg(long, env = "SWITCHBOARD_JWT_SECRET")]
@@ -141,108 +134,97 @@ struct Settings {
     #[arg(long, env = "SWITCHBOARD_JWT_PUBLIC_KEY_FILE")]
     jwt_public_key_file: Option<PathBuf>,
 
+    /// How agents are identified: the `auth_mode` key with its jwt key, set by validation.
+    #[arg(skip = AuthMode::None)]
+    #[serde(skip)]
+    pub auth_mode: AuthMode,
+
     /// Typing falls back to viewing after this
-    #[arg(long, env = "SWITCHBOARD_TYPING_TIMEOUT", default_value = "10s")]
-    typing_timeout: Period,
+    #[arg(long, env = "SWITCHBOARD_TYPING_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub typing_timeout: Duration,
 
     /// How often stale viewers are swept
-    #[arg(long, env = "SWITCHBOARD_SWEEP_INTERVAL", default_value = "5m")]
-    sweep_interval: Period,
+    #[arg(long, env = "SWITCHBOARD_SWEEP_INTERVAL", default_value = "5m", value_parser = duration::parse)]
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub sweep_interval: Duration,
 
     /// A viewer idle this long is stale
-    #[arg(long, env = "SWITCHBOARD_STALE_AFTER", default_value = "30m")]
-    stale_after: Period,
+    #[arg(long, env = "SWITCHBOARD_STALE_AFTER", default_value = "30m", value_parser = duration::parse)]
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub stale_after: Duration,
 
     /// A silent instance is declared lost after this
-    #[arg(long, env = "SWITCHBOARD_NODE_TIMEOUT", default_value = "15s")]
-    node_timeout: Period,
+    #[arg(long, env = "SWITCHBOARD_NODE_TIMEOUT", default_value = "15s", value_parser = duration::parse)]
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub node_timeout: Duration,
 
     /// Graceful shutdown bound
-    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT", default_value = "10s")]
-    shutdown_timeout: Period,
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub shutdown_timeout: Duration,
 
     /// Internal API body limit, bytes
     #[arg(long, env = "SWITCHBOARD_MAX_BODY", default_value = "65536")]
-    max_body: usize,
+    pub max_body: usize,
 
     /// Allow-list of timeline entity types (comma-separated); unset: any
-    #[arg(long, env = "SWITCHBOARD_ENTITY_TYPES")]
-    entity_types: Option<List>,
+    // `std::vec::Vec`, not `Vec`: clap would take `Vec` for a repeatable flag.
+    #[arg(long, env = "SWITCHBOARD_ENTITY_TYPES", value_parser = list)]
+    pub entity_types: Option<std::vec::Vec<String>>,
 
     /// Allowed browser origins for the public listener (comma-separated); unset: any
-    #[arg(long, env = "SWITCHBOARD_CORS_ORIGINS")]
-    cors_origins: Option<List>,
+    #[arg(long, env = "SWITCHBOARD_CORS_ORIGINS", value_parser = list)]
+    pub cors_origins: Option<std::vec::Vec<String>>,
 
     /// Largest Socket.IO message, bytes (at least 1)
     #[arg(long, env = "SWITCHBOARD_MAX_PAYLOAD", default_value = "1000000")]
-    max_payload: u64,
+    pub max_payload: u64,
 
     /// Tickets one socket may view
     #[arg(long, env = "SWITCHBOARD_MAX_TICKETS_PER_SOCKET", default_value = "100")]
-    max_tickets_per_socket: usize,
+    pub max_tickets_per_socket: usize,
 
     /// Timelines one socket may subscribe to
     #[arg(long, env = "SWITCHBOARD_MAX_TIMELINES_PER_SOCKET", default_value = "500")]
-    max_timelines_per_socket: usize,
+    pub max_timelines_per_socket: usize,
 
     /// Per-socket event rate (burst twice that); 0 = off
     #[arg(long, env = "SWITCHBOARD_EVENTS_PER_SECOND", default_value = "50")]
-    events_per_second: u32,
+    pub events_per_second: u32,
 
     /// Log format, text or json; the level comes from RUST_LOG
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", default_value = "text")]
-    log_format: LogFormat,
-}
-
-impl Default for Settings {
-    /// Each key's `default_value`, parsed as a flag would be; the others unset.
-    fn default() -> Self {
-        let matches = command()
-            .mut_args(|arg| arg.env(None))
-            .try_get_matches_from(["switchboard"])
-            .expect("no argument is required");
-        Settings::from_arg_matches(&matches).expect("every default_value parses")
-    }
+    pub log_format: LogFormat,
 }
 
 /// A duration written like `500ms`, `10s` or `5m`; zero is refused.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
-#[serde(try_from = "String")]
-struct Period(Duration);
+mod duration {
+    use std::time::Duration;
 
-impl FromStr for Period {
-    type Err = String;
+    use serde::{Deserialize, Deserializer};
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    /// Parses a flag or environment value.
+    pub fn parse(text: &str) -> Result<Duration, String> {
         let d = humantime::parse_duration(text.trim())
             .map_err(|e| format!("expected a duration like 500ms, 10s or 5m ({e})"))?;
         if d.is_zero() {
             return Err("must be longer than zero".into());
         }
-        Ok(Period(d))
+        Ok(d)
+    }
+
+    /// Reads a file value, a string parsed as a flag would be.
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+        parse(&String::deserialize(de)?).map_err(serde::de::Error::custom)
     }
 }
 
-impl TryFrom<String> for Period {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, String> {
-        text.parse()
-    }
-}
-
-/// A list: comma-separated in a flag or the environment, a TOML array in the file.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(transparent)]
-struct List(Vec<String>);
-
-impl FromStr for List {
-    type Err = std::convert::Infallible;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let items = text.split(',').map(str::trim).filter(|i| !i.is_empty());
-        Ok(List(items.map(String::from).collect()))
-    }
+/// A list in a flag or the environment: comma-separated, blanks dropped.
+/// (In the file it is a TOML array, read by serde as it stands.)
+fn list(text: &str) -> Result<Vec<String>, std::convert::Infallible> {
+    let items = text.split(',').map(str::trim).filter(|i| !i.is_empty());
+    Ok(items.map(String::from).collect())
 }
 
 /// The `auth_mode` key; [`AuthMode`] is what it resolves to with the jwt keys.
@@ -272,7 +254,7 @@ fn command() -> Command {
         .env("SWITCHBOARD_CONFIG")
         .value_name("PATH")
         .help("TOML configuration file");
-    Settings::augment_args(Command::new("switchboard").arg(config))
+    Config::augment_args(Command::new("switchboard").arg(config))
         .mut_args(|arg| {
             // Secrets may sit in the environment: never echo values in --help.
             let arg = arg.hide_env_values(true);
@@ -283,7 +265,7 @@ fn command() -> Command {
             arg.help(help)
         })
         .version(env!("CARGO_PKG_VERSION"))
-        // Set after the keys: `augment_args` would take Settings' doc comment.
+        // Set after the keys: `augment_args` would take Config's doc comment.
         .about("Socket.IO-compatible realtime server: ticket collision detection and live timelines")
         .long_about(None)
         .after_help(
@@ -291,7 +273,6 @@ fn command() -> Command {
              lists comma-separated in flags and environment, TOML arrays in the file.",
         )
 }
-
 /// A non-empty value from a flag or the environment, not yet typed.
 struct Given {
     key: String,
@@ -352,8 +333,8 @@ impl Given {
         })
     }
 
-    /// Parses the value with its key's parser and sets it in `settings`.
-    fn apply(&self, keys: &Command, settings: &mut Settings) -> Result<(), ConfigError> {
+    /// Parses the value with its key's parser and sets it in `config`.
+    fn apply(&self, keys: &Command, config: &mut Config) -> Result<(), ConfigError> {
         let mut token = OsString::from(format!("--{}=", self.flag));
         token.push(&self.value);
         let invalid = |e: clap::Error| {
@@ -364,7 +345,7 @@ impl Given {
             .clone()
             .try_get_matches_from([OsString::from("switchboard"), token])
             .map_err(invalid)?;
-        settings.update_from_arg_matches(&matches).map_err(invalid)
+        config.update_from_arg_matches(&matches).map_err(invalid)
     }
 }
 
@@ -390,28 +371,72 @@ impl Config {
         let flags = Given::from_flags(&cmd, args.into_iter().map(Into::into).collect())?;
         let env = Given::from_env(&cmd, env);
         let file = flags.iter().chain(&env).find(|g| g.key == "config");
-        let mut settings = match file {
+        let mut config = match file {
             Some(given) => read_file(Path::new(&given.value))?,
-            None => Settings::default(),
+            None => Config::defaults(),
         };
         // Parsing a single value must not bring in the environment or defaults.
         let keys = cmd.mut_args(|arg| arg.env(None).default_value(None));
         for given in env.iter().chain(&flags).filter(|g| g.key != "config") {
-            given.apply(&keys, &mut settings)?;
+            given.apply(&keys, &mut config)?;
         }
-        settings.resolve()
+        config.validate()
     }
 
     /// Whether timelines of this entity type may be subscribed to and published.
     pub fn allows(&self, entity_type: &EntityType) -> bool {
         self.entity_types
             .as_ref()
-            .is_none_or(|allowed| allowed.contains(entity_type.as_str()))
+            .is_none_or(|allowed| allowed.iter().any(|t| t == entity_type.as_str()))
+    }
+
+    /// Each key's `default_value`, parsed as a flag would be; the others unset.
+    fn defaults() -> Self {
+        let matches = command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(["switchboard"])
+            .expect("no argument is required");
+        Config::from_arg_matches(&matches).expect("every default_value parses")
+    }
+
+    /// Checks what a key's own parser cannot and fills in the fields made of
+    /// several keys.
+    fn validate(mut self) -> Result<Self, ConfigError> {
+        if self.max_payload == 0 {
+            return Err(err("max_payload", "must be at least 1"));
+        }
+        // Empty means unset in the file too, as it does in a flag or the environment.
+        self.internal_token = self.internal_token.filter(|t| !t.is_empty());
+        self.redis_url = self.redis_url.filter(|u| !u.is_empty());
+        self.auth_mode = auth_mode(
+            self.auth_kind,
+            self.jwt_secret.as_deref(),
+            self.jwt_public_key_file.as_deref(),
+        )?;
+        if let Some(types) = &self.entity_types {
+            check_entity_types(types)?;
+        }
+        if let Some(origins) = &self.cors_origins {
+            check_cors_origins(origins)?;
+        }
+        if !self.internal_listen.ip().is_loopback() && self.internal_token.is_none() {
+            return Err(err(
+                "internal_token",
+                format!(
+                    "required when internal_listen ({}) is not a loopback address",
+                    self.internal_listen
+                ),
+            ));
+        }
+        if let Some(url) = &self.redis_url {
+            redis::Client::open(url.as_str()).map_err(|e| err("redis_url", format!("{e}")))?;
+        }
+        Ok(self)
     }
 }
 
 /// The file's keys over the defaults; an error names the key and the line.
-fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+fn read_file(path: &Path) -> Result<Config, ConfigError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
     let toml = toml::Deserializer::parse(&text)
@@ -429,49 +454,7 @@ fn read_file(path: &Path) -> Result<Settings, ConfigError> {
     })
 }
 
-impl Settings {
-    /// Checks the keys together and types them for the rest of the server.
-    fn resolve(self) -> Result<Config, ConfigError> {
-        if self.max_payload == 0 {
-            return Err(err("max_payload", "must be at least 1"));
-        }
-        let config = Config {
-            listen: self.listen,
-            internal_listen: self.internal_listen,
-            internal_token: self.internal_token.filter(|t| !t.is_empty()),
-            redis_url: self.redis_url.filter(|u| !u.is_empty()),
-            auth_mode: auth_mode(self.auth_mode, self.jwt_secret, self.jwt_public_key_file)?,
-            typing_timeout: self.typing_timeout.0,
-            sweep_interval: self.sweep_interval.0,
-            stale_after: self.stale_after.0,
-            node_timeout: self.node_timeout.0,
-            shutdown_timeout: self.shutdown_timeout.0,
-            max_body: self.max_body,
-            entity_types: self.entity_types.map(entity_types).transpose()?,
-            cors_origins: self.cors_origins.map(cors_origins).transpose()?,
-            max_payload: self.max_payload,
-            max_tickets_per_socket: self.max_tickets_per_socket,
-            max_timelines_per_socket: self.max_timelines_per_socket,
-            events_per_second: self.events_per_second,
-            log_format: self.log_format,
-        };
-        if !config.internal_listen.ip().is_loopback() && config.internal_token.is_none() {
-            return Err(err(
-                "internal_token",
-                format!(
-                    "required when internal_listen ({}) is not a loopback address",
-                    config.internal_listen
-                ),
-            ));
-        }
-        if let Some(url) = &config.redis_url {
-            redis::Client::open(url.as_str()).map_err(|e| err("redis_url", format!("{e}")))?;
-        }
-        Ok(config)
-    }
-}
-
-fn auth_mode(kind: AuthKind, secret: Option<String>, key_file: Option<PathBuf>) -> Result<AuthMode, ConfigError> {
+fn auth_mode(kind: AuthKind, secret: Option<&str>, key_file: Option<&Path>) -> Result<AuthMode, ConfigError> {
     match (kind, secret, key_file) {
         (AuthKind::None, _, _) => Ok(AuthMode::None),
         (AuthKind::Jwt, None, None) => Err(err(
@@ -483,7 +466,7 @@ fn auth_mode(kind: AuthKind, secret: Option<String>, key_file: Option<PathBuf>) 
         (AuthKind::Jwt, None, Some(path)) => {
             let shown = path.display();
             let pem =
-                std::fs::read(&path).map_err(|e| err("jwt_public_key_file", format!("cannot read {shown}: {e}")))?;
+                std::fs::read(path).map_err(|e| err("jwt_public_key_file", format!("cannot read {shown}: {e}")))?;
             JwtVerifier::from_public_pem(&pem)
                 .map(|v| AuthMode::Jwt(Box::new(v)))
                 .map_err(|e| err("jwt_public_key_file", format!("{shown}: {e}")))
@@ -491,19 +474,19 @@ fn auth_mode(kind: AuthKind, secret: Option<String>, key_file: Option<PathBuf>) 
     }
 }
 
-fn entity_types(List(list): List) -> Result<HashSet<String>, ConfigError> {
+fn check_entity_types(types: &[String]) -> Result<(), ConfigError> {
     let valid = |t: &str| EntityType::parse(Some(&serde_json::Value::from(t))).is_ok();
-    if let Some(bad) = list.iter().find(|t| !valid(t)) {
-        return Err(err(
+    match types.iter().find(|t| !valid(t)) {
+        Some(bad) => Err(err(
             "entity_types",
             format!("{bad:?} does not match ^[a-z][a-z0-9_-]{{0,31}}$"),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(list.into_iter().collect())
 }
 
-fn cors_origins(List(list): List) -> Result<Vec<String>, ConfigError> {
-    for origin in &list {
+fn check_cors_origins(origins: &[String]) -> Result<(), ConfigError> {
+    for origin in origins {
         let rest = origin
             .strip_prefix("http://")
             .or_else(|| origin.strip_prefix("https://"));
@@ -514,7 +497,7 @@ fn cors_origins(List(list): List) -> Result<Vec<String>, ConfigError> {
             ));
         }
     }
-    Ok(list)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -646,7 +629,7 @@ mod tests {
     fn the_example_file_documents_every_key_and_loads() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/switchboard.example.toml");
         let text = std::fs::read_to_string(path).unwrap();
-        let keys = Settings::augment_args(Command::new("keys"));
+        let keys = Config::augment_args(Command::new("keys"));
         for arg in keys.get_arguments() {
             let key = arg.get_id();
             assert!(text.contains(&format!("{key} =")), "{key} is not in the example");
@@ -664,7 +647,7 @@ mod tests {
 
     #[test]
     fn every_key_has_its_environment_variable() {
-        for arg in Settings::augment_args(Command::new("keys")).get_arguments() {
+        for arg in Config::augment_args(Command::new("keys")).get_arguments() {
             let expected = format!("SWITCHBOARD_{}", arg.get_id().as_str().to_uppercase());
             assert_eq!(arg.get_env(), Some(OsStr::new(&expected)));
         }
