@@ -370,7 +370,7 @@ async function startRust(config, opts) {
   if (!logFormatGiven && opts.listenFlags !== false) spec.args.push('--log-format', 'text');
   const p = spawnProcess(spec.command, spec.args, { env: spec.env, cwd: spec.cwd });
   const bound = await waitForOutput(p, (_out, err) => parseServingLine(err), {
-    what: `"${SERVING_MESSAGE}" line (RUST_LOG=${spec.env.RUST_LOG} must let ${SERVING_TARGET} log at info)`,
+    what: `the "${SERVING_MESSAGE}" line (logged at info by ${SERVING_TARGET}; RUST_LOG=${spec.env.RUST_LOG})`,
   });
   const port = portOf(bound.public);
   const internalPort = portOf(bound.internal);
