@@ -30,6 +30,10 @@ const SWITCHBOARD_BIN = process.env.SWITCHBOARD_BIN
 
 const TRANSPORTS = ['websocket', 'polling'];
 
+// A plain timer. Tests do not call it directly: a test waits for a condition
+// (`eventually`, `nextEvent`, `waitForOutput`, ...), and the few fixed delays
+// left are named for what they are (`separateTimestamps`, `quietPeriod`,
+// `elapse`, `graceFor`, below). Benchmarks use it for their own pacing.
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------------------
@@ -106,11 +110,69 @@ function baseEnv() {
   return env;
 }
 
+// The Rust server's ready line, logged at info by the target switchboard::app:
+//   text: `... INFO switchboard::app: switchboard serving node=… public=127.0.0.1:41234 internal=127.0.0.1:38111`
+//   json: `{"level":"INFO","fields":{"message":"switchboard serving","node":"…","public":"…","internal":"…"},"target":"switchboard::app",…}`
+const SERVING_TARGET = 'switchboard::app';
+const SERVING_MESSAGE = 'switchboard serving';
+
+/**
+ * RUST_LOG for the Rust server such that the ready line is logged: unchanged
+ * when it already lets every target log at info or more and names no
+ * switchboard target, otherwise with `switchboard::app=info` appended (that
+ * module logs only its start, stop and shutdown warnings).
+ */
+function rustLogWithServingLine(filter) {
+  const directives = String(filter || 'warn').split(',').map((d) => d.trim()).filter(Boolean);
+  const globalVerbose = directives.some((d) => /^(info|debug|trace)$/i.test(d));
+  const namesSwitchboard = directives.some((d) => /^switchboard(::|=|\[|$)/.test(d));
+  if (globalVerbose && !namesSwitchboard) return directives.join(',');
+  if (directives.some((d) => d.startsWith(`${SERVING_TARGET}=`))) return directives.join(',');
+  return [...directives, `${SERVING_TARGET}=info`].join(',');
+}
+
+/**
+ * The bound addresses from the Rust server's ready line in `text` (its stderr
+ * so far; either log format), or null while that line is not complete:
+ * { public, internal } as "host:port" strings.
+ */
+function parseServingLine(text) {
+  const complete = text.split('\n').slice(0, -1); // the last piece has no newline yet
+  for (const line of complete) {
+    if (!line.includes(SERVING_MESSAGE)) continue;
+    const trimmed = line.trim();
+    if (trimmed.startsWith('{')) {
+      let obj = null;
+      try {
+        obj = JSON.parse(trimmed);
+      } catch {
+        continue;
+      }
+      const f = (obj && obj.fields) || obj || {};
+      if (f.message === SERVING_MESSAGE && f.public && f.internal) return { public: String(f.public), internal: String(f.internal) };
+      continue;
+    }
+    // eslint-disable-next-line no-control-regex
+    const plain = trimmed.replace(/\x1b\[[0-9;]*m/g, ''); // the text format colours its fields even on a pipe
+    const pub = plain.match(/\bpublic=(\S+)/);
+    const internal = plain.match(/\binternal=(\S+)/);
+    if (pub && internal) return { public: pub[1], internal: internal[1] };
+  }
+  return null;
+}
+
 // ---------------------------------------------------------------------------
 // Processes
 // ---------------------------------------------------------------------------
 
-/** A free loopback TCP port (listen on port 0, read it, close). */
+/**
+ * A loopback TCP port that was free a moment ago (listen on port 0, read it,
+ * close): probe-then-release, so another process may take it before the
+ * caller binds it. Only for what cannot bind port 0 and report the port: the
+ * Node peer (it logs the port it was given, not the one bound), redis-server,
+ * and tests whose subject is a configured address; each of them retries with
+ * another port when the bind fails ("address already in use").
+ */
 function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -204,6 +266,35 @@ function tcpOpen(port) {
 }
 
 /**
+ * Waits until the process's output (stdout and stderr) satisfies `test`
+ * (called with the output so far; a truthy result is returned), polling every
+ * 20 ms. Fails at once when the process exits first, and after timeoutMs
+ * (killing it), with the output in the error.
+ */
+async function waitForOutput(p, test, { timeoutMs = 20_000, what = 'the expected output' } = {}) {
+  let exit = null;
+  p.exited.then((e) => {
+    exit = e;
+  });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = test(p.stdout(), p.stderr());
+    if (got) return got;
+    if (exit) {
+      const e = new Error(`process exited (code ${exit.code}, signal ${exit.signal}) before ${what}\nstderr:\n${p.stderr()}\nstdout:\n${p.stdout()}`);
+      e.exited = exit;
+      e.output = p.stdout() + p.stderr();
+      throw e;
+    }
+    if (Date.now() > deadline) {
+      p.proc.kill('SIGKILL');
+      throw new Error(`no ${what} within ${timeoutMs} ms\nstderr:\n${p.stderr()}\nstdout:\n${p.stdout()}`);
+    }
+    await sleep(20);
+  }
+}
+
+/**
  * Waits until GET internalUrl/health answers 200 (polling every 50 ms) and the
  * public port accepts connections; fails after timeoutMs, or at once when the
  * process exits, with its stderr in the error.
@@ -239,16 +330,95 @@ function commandFor(config, { args = [], env = {} } = {}) {
       env: { ...baseEnv(), ...peerEnv(config), ...env },
     };
   }
+  const fullEnv = { ...baseEnv(), ...env };
+  fullEnv.RUST_LOG = rustLogWithServingLine(fullEnv.RUST_LOG);
   return {
     command: SWITCHBOARD_BIN,
     args: [...rustFlags(config), ...args],
     cwd: path.dirname(SWITCHBOARD_BIN),
-    env: { ...baseEnv(), ...env },
+    env: fullEnv,
   };
 }
 
+/** "127.0.0.1:41234" (or "[::1]:41234") → 41234. */
+function portOf(addr) {
+  const m = /:(\d+)$/.exec(addr);
+  if (!m) throw new Error(`not a host:port address: ${addr}`);
+  return Number(m[1]);
+}
+
+/** True when a start-up failure was the bind of a port someone else holds. */
+function isAddressInUse(e) {
+  return /EADDRINUSE|address already in use/i.test(`${e && e.message}`);
+}
+
 /**
- * Starts the server under test on two free loopback ports.
+ * The Rust binary: `--listen 127.0.0.1:0 --internal-listen 127.0.0.1:0` (the
+ * kernel picks two free ports, nothing is probed and released), then the
+ * addresses actually bound are read from its ready line. opts.port /
+ * opts.internalPort put a fixed port in those flags instead; with
+ * opts.listenFlags === false the caller sets the addresses (a config file,
+ * the environment) and the ready line says which they are; given ports are
+ * then checked against it.
+ */
+async function startRust(config, opts) {
+  const spec = commandFor(config, opts);
+  if (opts.listenFlags !== false) {
+    spec.args = ['--listen', `127.0.0.1:${opts.port || 0}`, '--internal-listen', `127.0.0.1:${opts.internalPort || 0}`, ...spec.args];
+  }
+  const logFormatGiven = spec.args.includes('--log-format') || config.log_format !== undefined || 'SWITCHBOARD_LOG_FORMAT' in (opts.env || {});
+  if (!logFormatGiven && opts.listenFlags !== false) spec.args.push('--log-format', 'text');
+  const p = spawnProcess(spec.command, spec.args, { env: spec.env, cwd: spec.cwd });
+  const bound = await waitForOutput(p, (_out, err) => parseServingLine(err), {
+    what: `the "${SERVING_MESSAGE}" line (logged at info by ${SERVING_TARGET}; RUST_LOG=${spec.env.RUST_LOG})`,
+  });
+  const port = portOf(bound.public);
+  const internalPort = portOf(bound.internal);
+  for (const [want, got, key] of [[opts.port, port, 'listen'], [opts.internalPort, internalPort, 'internal_listen']]) {
+    if (want && want !== got) {
+      p.proc.kill('SIGKILL');
+      throw new Error(`${key}: asked for port ${want}, the server reports ${got}\n${p.stderr()}`);
+    }
+  }
+  const urls = { url: `http://${bound.public}`, internalUrl: `http://${bound.internal}`, port, internalPort };
+  await waitHealthy(p, urls.internalUrl, port);
+  return { p, ...urls };
+}
+
+// The peer's ready line (stdout), printed once both of its ports are bound.
+const PEER_READY = /^switchboard peer \S+: public /m;
+
+/**
+ * The Node peer cannot report a port it did not choose (it prints PORT as
+ * given, 0 included), so it gets two probed ports (`freePort`): should
+ * another process take one in between, the peer exits with EADDRINUSE and is
+ * started again on two new ports (up to 5 times). Fixed ports (opts.port,
+ * opts.internalPort) are not retried.
+ */
+async function startPeer(config, opts) {
+  const fixed = Boolean(opts.port || opts.internalPort);
+  for (let attempt = 1; ; attempt++) {
+    const port = opts.port || (await freePort());
+    let internalPort = opts.internalPort || (await freePort());
+    while (internalPort === port) internalPort = await freePort();
+    const spec = commandFor(config, opts);
+    Object.assign(spec.env, { PORT: String(port), HOST: '127.0.0.1', INTERNAL_PORT: String(internalPort), INTERNAL_HOST: '127.0.0.1' });
+    const p = spawnProcess(spec.command, spec.args, { env: spec.env, cwd: spec.cwd });
+    try {
+      await waitForOutput(p, (out) => PEER_READY.test(out), { what: 'the peer\'s "switchboard peer …: public …" line' });
+    } catch (e) {
+      if (!fixed && attempt < 5 && isAddressInUse(e)) continue;
+      throw e;
+    }
+    const urls = { url: `http://127.0.0.1:${port}`, internalUrl: `http://127.0.0.1:${internalPort}`, port, internalPort };
+    await waitHealthy(p, urls.internalUrl, port);
+    return { p, ...urls };
+  }
+}
+
+/**
+ * Starts the server under test on two free loopback ports (see startRust,
+ * startPeer for how they are chosen) and resolves once it is healthy.
  * `config` uses the contract's keys; durations in ms, lists as arrays.
  * `opts.args` / `opts.env` add raw flags or environment variables (Rust target);
  * `opts.port` / `opts.internalPort` fix the ports, and `opts.listenFlags: false`
@@ -256,26 +426,7 @@ function commandFor(config, { args = [], env = {} } = {}) {
  * Returns { url, internalUrl, port, internalPort, proc, stop(), stderr(), stdout(), exited }.
  */
 async function startServer(config = {}, opts = {}) {
-  const port = opts.port || (await freePort());
-  let internalPort = opts.internalPort || (await freePort());
-  while (internalPort === port) internalPort = await freePort();
-  let spec;
-  if (isPeer) {
-    spec = commandFor(config, opts);
-    Object.assign(spec.env, { PORT: String(port), HOST: '127.0.0.1', INTERNAL_PORT: String(internalPort), INTERNAL_HOST: '127.0.0.1' });
-  } else {
-    spec = commandFor(config, opts);
-    // opts.listenFlags === false: the caller puts the addresses elsewhere (a config file, env).
-    if (opts.listenFlags !== false) {
-      spec.args = ['--listen', `127.0.0.1:${port}`, '--internal-listen', `127.0.0.1:${internalPort}`, ...spec.args];
-    }
-    const logFormatGiven = spec.args.includes('--log-format') || config.log_format !== undefined || 'SWITCHBOARD_LOG_FORMAT' in (opts.env || {});
-    if (!logFormatGiven && opts.listenFlags !== false) spec.args.push('--log-format', 'text');
-  }
-  const p = spawnProcess(spec.command, spec.args, { env: spec.env, cwd: spec.cwd });
-  const url = `http://127.0.0.1:${port}`;
-  const internalUrl = `http://127.0.0.1:${internalPort}`;
-  await waitHealthy(p, internalUrl, port);
+  const { p, url, internalUrl, port, internalPort } = isPeer ? await startPeer(config, opts) : await startRust(config, opts);
   let stopped = null;
   return {
     url,
@@ -451,7 +602,7 @@ async function noEvent(socket, name, ms = 300, opts = {}) {
       if (where(...args)) got = args;
     };
     socket.on(name, handler);
-    await sleep(ms);
+    await quietPeriod(ms);
     socket.off(name, handler);
     assert.equal(got, null, `unexpected "${name}": ${JSON.stringify(got)}`);
     return;
@@ -461,7 +612,7 @@ async function noEvent(socket, name, ms = 300, opts = {}) {
     if (hit) assert.fail(`unexpected "${name}": ${JSON.stringify(hit.args[0])}`);
   };
   check();
-  await sleep(ms);
+  await quietPeriod(ms);
   check();
 }
 
@@ -575,6 +726,61 @@ function uid(prefix = 'id') {
   return `${prefix}-${process.pid}-${uidCounter}`;
 }
 
+// ---------------------------------------------------------------------------
+// Time: waiting for a condition, and the few fixed delays that are not waits
+// ---------------------------------------------------------------------------
+//
+// A test never sleeps "long enough" for something to happen: it waits for it
+// with a deadline and a message (`eventually` below, `nextEvent`,
+// `disconnected`, `waitForOutput`, `waitCluster`, ...). The fixed delays left
+// are of four kinds, each with its own name so that a reader knows which:
+//   separateTimestamps(ms)  two actions must get different millisecond stamps;
+//   quietPeriod(ms)         a window in which something must NOT happen (a
+//                           negative assertion: its length is the assertion's);
+//   elapse(ms)              the scenario needs time to pass (half of a server
+//                           timer, the pace of an activity or traffic loop);
+//   graceFor(ms, why)       something the test needs but cannot observe (say
+//                           what in `why`); a last resort.
+
+/**
+ * Returns once Date.now() is at least `ms` past the call (default 3 ms), so
+ * that what the server stamps next (viewer `since`, `typingStartedAt`: the
+ * same clock, millisecond resolution) is later than anything it stamped
+ * before the call. Not a wait for anything.
+ */
+async function separateTimestamps(ms = 3) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) await sleep(Math.max(1, until - Date.now()));
+}
+
+/**
+ * A window of `ms` in which the caller asserts that something does NOT
+ * happen (no event arrives, no process exits, no extra ack): the delay is the
+ * assertion's, not a wait for anything. See also noEvent().
+ */
+function quietPeriod(ms) {
+  return sleep(ms);
+}
+
+/**
+ * Lets `ms` pass on purpose, as part of the scenario: e.g. renew typing half
+ * way through typing_timeout, or pace a loop that keeps an agent active or
+ * sends traffic. Not a wait for anything.
+ */
+function elapse(ms) {
+  return sleep(ms);
+}
+
+/**
+ * A fixed grace period for something the test needs but cannot observe from
+ * outside (`why` says what, for the reader and in the source). Use only when
+ * there is no condition to wait for.
+ */
+function graceFor(ms, why) {
+  if (!why) throw new Error('graceFor: say what the grace period is for');
+  return sleep(ms);
+}
+
 /** Polls fn() until it returns a truthy value; fails after timeoutMs. */
 async function eventually(fn, { timeoutMs = 3000, intervalMs = 50, message = 'condition' } = {}) {
   const deadline = Date.now() + timeoutMs;
@@ -669,7 +875,14 @@ module.exports = {
   SWITCHBOARD_BIN,
   TRANSPORTS,
   sleep,
+  separateTimestamps,
+  quietPeriod,
+  elapse,
+  graceFor,
   freePort,
+  isAddressInUse,
+  waitForOutput,
+  parseServingLine,
   rustFlags,
   startServer,
   serverForDescribe,

@@ -3,7 +3,7 @@
 // A throw-away Redis for the multi-instance tests and benchmarks: Debian's
 // `redis-server` on a loopback port, no persistence, in the foreground.
 //
-//   const redis = await startRedis();          // a free port
+//   const redis = await startRedis();          // a free port (probed; another one on a bind race)
 //   const redis = await startRedis({ port });  // this port (e.g. one a node already points at)
 //   redis.url        // redis://127.0.0.1:PORT
 //   await redis.stop();     // SIGTERM, wait for the exit (SIGKILL after 5 s)
@@ -83,22 +83,89 @@ function ping(port, timeoutMs = 500) {
   });
 }
 
-/** Starts redis-server; resolves with a handle once it answers PING. */
-async function startRedis({ port } = {}) {
+/**
+ * The process id of the redis-server on 127.0.0.1:port (`INFO server`,
+ * process_id), or null when nothing answers it (refused, closed, an error
+ * reply, timeout). Tells our redis-server from another one on that port.
+ */
+function serverPid(port, timeoutMs = 500) {
+  return new Promise((resolve) => {
+    let buf = '';
+    let done = false;
+    const finish = (pid) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(pid);
+    };
+    const sock = net.connect(port, '127.0.0.1');
+    const timer = setTimeout(() => finish(null), timeoutMs);
+    sock.setEncoding('latin1');
+    sock.once('connect', () => sock.write('*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n'));
+    sock.on('data', (d) => {
+      buf += d;
+      if (!buf.startsWith('$')) {
+        if (buf.includes('\r\n')) finish(null);
+        return;
+      }
+      const m = /^\$(\d+)\r\n/.exec(buf);
+      if (!m || buf.length < m[0].length + Number(m[1])) return; // the bulk reply is not complete yet
+      const pid = /\bprocess_id:(\d+)/.exec(buf);
+      finish(pid ? Number(pid[1]) : null);
+    });
+    sock.once('error', () => finish(null));
+    sock.once('close', () => finish(null));
+  });
+}
+
+const isAddressInUse = (text) => /address already in use/i.test(text);
+
+/**
+ * Starts redis-server on a loopback port; resolves with a handle once that
+ * very process (its pid, from INFO) answers PING.
+ *
+ * Ports: redis-server cannot bind port 0 and report the port (`--port 0`
+ * means "no TCP at all"), so the port is probed (`h.freePort`) and, should
+ * another process take it before redis-server binds it ("Address already in
+ * use" on its output, then it exits), redis-server is started again on another
+ * probed port, up to 5 times. A port given by the caller (`{ port }`, e.g. one
+ * nodes already point at) and a restart() keep their port: a bind failure
+ * there is retried on that same port until it is free, for up to 10 s, since
+ * the nodes cannot be told another one. Checking the pid means a redis-server
+ * of someone else's on that port is never taken for ours.
+ *
+ * `{ cluster: true }`: a Redis Cluster node (cluster-enabled, its own
+ * nodes.conf) whose cluster bus gets a probed port of its own too
+ * (`--cluster-port`; the default, port + 10000, is out of range for half of
+ * the ephemeral ports and may be taken); `clusterPort` in the handle.
+ */
+async function startRedis({ port, cluster = false } = {}) {
   const bin = requireRedisServer();
-  const redisPort = port || (await h.freePort());
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-redis-'));
+  let redisPort = port || null;
+  let busPort = null;
   let current = null; // the spawnProcess() handle of the running redis-server
 
-  async function spawnOne() {
+  // One redis-server on `onPort`: resolves with its handle once it answers,
+  // throws (with .addressInUse) when it exits first.
+  async function spawnOn(onPort) {
+    if (cluster && busPort === null) {
+      busPort = await h.freePort();
+      while (busPort === onPort) busPort = await h.freePort();
+    }
+    const clusterArgs = cluster
+      ? ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(busPort)]
+      : [];
     const p = h.spawnProcess(bin, [
-      '--port', String(redisPort),
+      '--port', String(onPort),
       '--bind', '127.0.0.1',
       '--save', '',
       '--appendonly', 'no',
       '--daemonize', 'no',
       '--dir', dir,
       '--loglevel', 'warning',
+      ...clusterArgs,
     ], { env: { ...process.env }, cwd: dir });
     let exit = null;
     p.exited.then((e) => {
@@ -107,17 +174,49 @@ async function startRedis({ port } = {}) {
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (exit) {
-        throw new Error(`redis-server on port ${redisPort} exited at start (code ${exit.code}, signal ${exit.signal})\n${p.stdout()}${p.stderr()}`);
+        const output = `${p.stdout()}${p.stderr()}`;
+        const e = new Error(`redis-server on port ${onPort} exited at start (code ${exit.code}, signal ${exit.signal})\n${output}`);
+        e.addressInUse = isAddressInUse(output);
+        if (e.addressInUse && cluster && redisPort === null) busPort = null; // the bus port may be the one taken
+        throw e;
       }
-      if (await ping(redisPort)) break;
+      if ((await serverPid(onPort)) === p.proc.pid && (await ping(onPort))) return p;
       if (Date.now() > deadline) {
         p.proc.kill('SIGKILL');
         await p.exited;
-        throw new Error(`redis-server on port ${redisPort} does not answer PING after 10 s\n${p.stdout()}${p.stderr()}`);
+        throw new Error(`redis-server on port ${onPort} does not answer PING after 10 s\n${p.stdout()}${p.stderr()}`);
       }
-      await h.sleep(25);
+      await h.sleep(25); // polling interval of this wait
     }
-    current = p;
+  }
+
+  async function spawnOne() {
+    if (redisPort === null) {
+      // A probed port of our own: on a bind race, another one.
+      for (let attempt = 1; ; attempt++) {
+        const candidate = await h.freePort();
+        try {
+          current = await spawnOn(candidate);
+          redisPort = candidate;
+          return;
+        } catch (e) {
+          if (!e.addressInUse || attempt >= 5) throw e;
+        }
+      }
+    }
+    // A fixed port: wait for it to be free (bounded).
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        current = await spawnOn(redisPort);
+        return;
+      } catch (e) {
+        if (!e.addressInUse || Date.now() > deadline) {
+          throw new Error(`${e.message}${e.addressInUse ? `\n(port ${redisPort} still in use after 10 s)` : ''}`);
+        }
+      }
+      await h.sleep(100); // polling interval: is the port free yet?
+    }
   }
 
   async function end(signal) {
@@ -131,10 +230,16 @@ async function startRedis({ port } = {}) {
     return result;
   }
 
-  await spawnOne();
+  try {
+    await spawnOne();
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     url: `redis://127.0.0.1:${redisPort}`,
     port: redisPort,
+    clusterPort: busPort,
     get proc() {
       return current && current.proc;
     },
@@ -146,7 +251,7 @@ async function startRedis({ port } = {}) {
     stop: () => end('SIGTERM'),
     /** SIGKILL and wait for the exit. */
     kill: () => end('SIGKILL'),
-    /** Stops it if running, then starts it again on the same port. */
+    /** Stops it if running, then starts it again on the same port (see above: waits for the port if need be). */
     async restart() {
       await end('SIGTERM');
       await spawnOne();
@@ -209,4 +314,4 @@ async function withNodesOnRedis(count, config, body) {
   }
 }
 
-module.exports = { startRedis, requireRedisServer, findRedisServer, ping, clusterFixture, clusterForDescribe, withNodesOnRedis };
+module.exports = { startRedis, requireRedisServer, findRedisServer, ping, serverPid, clusterFixture, clusterForDescribe, withNodesOnRedis };

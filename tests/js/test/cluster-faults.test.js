@@ -56,11 +56,11 @@ const publish = (node, entityType, entityId, item) => api(node, 'POST', `/v1/tim
 const adaCyBobView = async ([A, B], t, { ada, cyA, cyB, bob }) => {
   await view(ada, t, 'ada', 'Ada');
   await listedOn([A, B], t, ['ada']);
-  await h.sleep(3);
+  await h.separateTimestamps(3);
   await view(cyA, t, 'cy', 'Cy');
   await view(cyB, t, 'cy', 'Cy');
   await listedOn([A, B], t, ['ada', 'cy']);
-  await h.sleep(3);
+  await h.separateTimestamps(3);
   await view(bob, t, 'bob', 'Bob');
   await listedOn([A, B], t, ['ada', 'cy', 'bob']);
 };
@@ -113,7 +113,7 @@ describe('cluster faults: an instance killed (SIGKILL)', { skip: SKIP }, () => {
     const bob = await h.connect(B.url, { transports: ['websocket'] });
     const dan = await h.connect(B.url, { transports: ['polling'] });
     await adaCyBobView([A, B], t, { ada, cyA, cyB, bob });
-    await h.sleep(3);
+    await h.separateTimestamps(3);
     await view(dan, t, 'dan', 'Dan');
     await listedOn([A, B], t, ['ada', 'cy', 'bob', 'dan']);
     await subscribe(bob, 'contact', e);
@@ -213,7 +213,7 @@ describe('cluster faults: Redis stopped under traffic, then started again', { sk
     await subscribe(sB, 'contact', e);
     await view(ada, t1, 'ada', 'Ada');
     await listedOn([A, B], t1, ['ada']);
-    await h.sleep(3);
+    await h.separateTimestamps(3);
     await view(bob, t1, 'bob', 'Bob');
     await listedOn([A, B], t1, ['ada', 'bob']);
     assert.equal(await readyStatus(A), 200);
@@ -236,12 +236,13 @@ describe('cluster faults: Redis stopped under traffic, then started again', { sk
         } catch (err) {
           replies.push({ seq, status: `no reply (${err.message})`, json: null, at: Date.now() });
         }
-        await h.sleep(100);
+        await h.elapse(100); // the traffic's pace
       }
     })();
 
     try {
-      await h.sleep(300);
+      // The outage starts under traffic: a few publishes answered first.
+      await h.eventually(() => replies.length >= 3, { timeoutMs: 10_000, message: 'three traffic publishes answered before the outage' });
       await ctx.redis.stop();
       const downAt = Date.now();
 
@@ -270,7 +271,7 @@ describe('cluster faults: Redis stopped under traffic, then started again', { sk
       const dan = await h.connect(A.url, { transports: ['polling'] });
       const ackCy = await view(cy, t2, 'cy', 'Cy');
       assert.deepEqual(idsOf(ackCy.viewers), ['cy']);
-      await h.sleep(3);
+      await h.separateTimestamps(3);
       const ackDan = await view(dan, t2, 'dan', 'Dan');
       assert.deepEqual(idsOf(ackDan.viewers), ['cy', 'dan']);
       const warning = await h.nextEvent(dan, 'collision:warning');
@@ -353,7 +354,7 @@ describe('cluster faults: Redis absent when the nodes start', { skip: SKIP }, ()
     const [A, B] = ctx.nodes;
     const e = h.uid('e');
     const t = h.uid('t');
-    await h.sleep(500);
+    await h.quietPeriod(500); // the nodes must not exit for want of Redis
     assert.ok(alive(A) && alive(B), `a node exited without Redis:\n${A.stderr()}\n${B.stderr()}`);
     await assertNotReady(A);
     await assertNotReady(B);

@@ -8,41 +8,28 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, execFileSync } = require('node:child_process');
-const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
+const { execFileSync } = require('node:child_process');
 const h = require('../helpers');
-const { requireRedisServer, ping } = require('../redis');
+const { startRedis } = require('../redis');
 
 const SKIP = h.isPeer ? 'the peer has no cluster-wide presence' : false;
 
+// `count` cluster-enabled redis-servers (each answering PING, with a probed
+// port and cluster bus port of its own: see startRedis in redis.js), joined
+// into one Redis Cluster of masters.
 async function startRedisCluster(count) {
-  const bin = requireRedisServer();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-rc-'));
   const servers = [];
-  for (let i = 0; i < count; i++) {
-    const port = await h.freePort();
-    const cwd = path.join(dir, String(port));
-    fs.mkdirSync(cwd);
-    const proc = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
-      '--cluster-config-file', 'nodes.conf', '--save', '', '--appendonly', 'no'], { cwd, stdio: 'ignore' });
-    servers.push({ port, proc, url: `redis://127.0.0.1:${port}` });
-  }
-  const stop = () => {
-    for (const s of servers) s.proc.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
+  const stop = () => Promise.all(servers.map((s) => s.cleanup()));
   try {
-    for (const s of servers) await h.eventually(() => ping(s.port), { timeoutMs: 10_000, message: `redis on ${s.port}` });
+    for (let i = 0; i < count; i++) servers.push(await startRedis({ cluster: true }));
     execFileSync('redis-cli', ['--cluster', 'create', ...servers.map((s) => `127.0.0.1:${s.port}`),
-      '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'ignore', timeout: 20_000 });
+      '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'pipe', timeout: 20_000 });
     for (const s of servers) {
       await h.eventually(() => execFileSync('redis-cli', ['-p', String(s.port), 'cluster', 'info'], { timeout: 5000 })
         .toString().includes('cluster_state:ok'), { timeoutMs: 15_000, message: `cluster state ok on ${s.port}` });
     }
   } catch (e) {
-    stop();
+    await stop();
     throw e;
   }
   return { servers, stop };
@@ -59,7 +46,7 @@ describe('cluster: redis_url pointing at nodes of a Redis Cluster', { skip: SKIP
   after(async () => {
     h.closeAllSockets();
     await h.stopNodes(nodes);
-    if (rc) rc.stop();
+    if (rc) await rc.stop();
   });
 
   it('two nodes on two masters share presence and timeline publishes', async () => {

@@ -228,7 +228,7 @@ describe('cluster: presence across nodes (section 3)', { skip: PRESENCE_SKIP }, 
         assert.deepEqual(onB, ackA.viewers);
         await h.nextEvent(ada, 'viewers:updated');
 
-        await h.sleep(3); // a later `since`
+        await h.separateTimestamps(3); // a later `since`
         const ackB = await view(bob, t, BOB);
         h.assertKeys(ackB, ['ok', 'ticketId', 'viewers'], 'ack');
         assert.equal(ackB.ticketId, t);
@@ -356,7 +356,7 @@ describe('cluster: presence across nodes (section 3)', { skip: PRESENCE_SKIP }, 
         await view(bob, t, BOB);
         await listedEverywhere([A, B], t, ['bob']);
 
-        await h.sleep(3);
+        await h.separateTimestamps(3);
         const ack1 = await view(tabA, t, ADA);
         const since = ack1.viewers.find((v) => v.agentId === 'ada').since;
         const joined = await h.nextEvent(bob, 'agent:joined');
@@ -366,7 +366,7 @@ describe('cluster: presence across nodes (section 3)', { skip: PRESENCE_SKIP }, 
         h.clearEvents(bob);
         h.clearEvents(tabA);
 
-        await h.sleep(5);
+        await h.separateTimestamps(5);
         const ack2 = await view(tabB, t, ADA);
         assert.deepEqual(idsOf(ack2.viewers), ['bob', 'ada'], 'the second tab is not a second viewer');
         assert.equal(ack2.viewers[1].since, since, 'since is the earliest view, from the other node');
@@ -409,7 +409,7 @@ describe('cluster: presence across nodes (section 3)', { skip: PRESENCE_SKIP }, 
         const tabB = await connect(B);
         await view(bob, t, BOB);
         await listedEverywhere([A, B], t, ['bob']);
-        await h.sleep(3);
+        await h.separateTimestamps(3);
         const since = (await view(tabB, t, ADA)).viewers.find((v) => v.agentId === 'ada').since;
         await listedEverywhere([A, B], t, ['bob', 'ada']);
         await view(tabA, t, ADA);
@@ -548,8 +548,7 @@ describe('cluster: the stale sweep across nodes (section 3)', { skip: PRESENCE_S
     // Only the tab on B is active (typing renews the activity every 400 ms).
     const typing = setInterval(() => adaB.emit('ticket:typing', { ticketId: t, agentId: 'ada' }), 400);
     try {
-      await h.sleep(3000); // twice stale_after
-      await h.noEvent(adaA, 'agent:left', 10);
+      await h.noEvent(adaA, 'agent:left', 3000 + 10); // twice stale_after
       await listedEverywhere([A, B], t, ['ada']);
     } finally {
       clearInterval(typing);

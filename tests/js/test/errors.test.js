@@ -227,7 +227,7 @@ describe('replies and errors (section 2)', () => {
         assert.equal(vu.ticketId, String(n));
 
         // The number and its decimal string are the same ticket and agent.
-        await h.sleep(5); // a later since, so the order of the list is known
+        await h.separateTimestamps(5); // a later since, so the order of the list is known
         const ack2 = await h.emitAck(other, 'ticket:view', { ticketId: String(n), agentId: -9007199254740991, agentName: 'Bob' });
         assert.equal(ack2.ok, true, JSON.stringify(ack2));
         assert.deepEqual(ack2.viewers.map((v) => v.agentId), ['7', '-9007199254740991']);
@@ -346,7 +346,7 @@ describe('replies and errors (section 2)', () => {
           const s = await connect();
           s.emit('ticket:delete', { ticketId: 't' });
           s.emit('whatever');
-          await h.sleep(300);
+          await h.quietPeriod(300); // no reply arrives
           assert.deepEqual(h.eventsOf(s), [], 'no reply to an unknown event without ack');
           assert.equal(s.connected, true);
           assert.equal((await h.emitAck(s, 'ticket:view', view(h.uid('t')))).ok, true);

@@ -262,7 +262,7 @@ describe('internal HTTP API (section 5)', () => {
       const b = await h.connect(server.url, { transports: ['polling'] });
       const t = `${h.uid('t')} é`;
       await h.emitAck(a, 'ticket:view', { ticketId: t, agentId: 'ada', agentName: 'Ada' });
-      await h.sleep(3);
+      await h.separateTimestamps(3);
       await h.emitAck(b, 'ticket:view', { ticketId: t, agentId: 'bob', agentName: 'Bob' });
       await h.emitAck(b, 'ticket:typing', { ticketId: t, agentId: 'bob' });
       const res = await api('GET', `/v1/tickets/${encodeURIComponent(t)}/viewers`);

@@ -29,12 +29,11 @@ function writeConfig(name, text) {
   return file;
 }
 
-// Runs the binary expecting it to refuse to start.
+// Runs the binary expecting it to refuse to start. Should it start anyway, it
+// binds port 0 (a port of the kernel's choosing), so it never collides.
 async function runRefused(args, env = {}) {
-  const port = await h.freePort();
-  const internalPort = await h.freePort();
-  const withListen = args.some((a) => a.startsWith('--listen')) ? args : ['--listen', `127.0.0.1:${port}`, ...args];
-  const fullArgs = withListen.some((a) => a.startsWith('--internal-listen')) ? withListen : ['--internal-listen', `127.0.0.1:${internalPort}`, ...withListen];
+  const withListen = args.some((a) => a.startsWith('--listen')) ? args : ['--listen', '127.0.0.1:0', ...args];
+  const fullArgs = withListen.some((a) => a.startsWith('--internal-listen')) ? withListen : ['--internal-listen', '127.0.0.1:0', ...withListen];
   const childEnv = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', ...env };
   for (const k of Object.keys(childEnv)) if (k.startsWith('SWITCHBOARD_') && !(k in env)) delete childEnv[k];
   return h.runToExit(h.SWITCHBOARD_BIN, fullArgs, { env: childEnv, timeoutMs: 10_000 });
@@ -122,8 +121,7 @@ describe('operation (section 6)', { skip: SKIP }, () => {
     });
 
     it('a non-loopback internal listener without a token', async () => {
-      const port = await h.freePort();
-      const res = await runRefused(['--internal-listen', `0.0.0.0:${port}`]);
+      const res = await runRefused(['--internal-listen', '0.0.0.0:0']);
       assert.equal(res.timedOut, false, 'still running: it must refuse to start');
       assert.notEqual(res.code, 0);
       assert.match(res.stderr, namesKey('internal_token'), res.stderr);
@@ -139,20 +137,32 @@ describe('operation (section 6)', { skip: SKIP }, () => {
 
   describe('layers: flag over env over file over default', () => {
     it('a TOML file via --config sets keys, lists as arrays and durations as strings', async () => {
-      const port = await h.freePort();
-      const internalPort = await h.freePort();
-      const file = writeConfig('full.toml', [
-        `listen = "127.0.0.1:${port}"`,
-        `internal_listen = "127.0.0.1:${internalPort}"`,
-        'internal_token = "filetoken"',
-        'max_tickets_per_socket = 2',
-        'entity_types = ["contact", "deal"]',
-        'typing_timeout = "10s"',
-        'events_per_second = 0',
-        'log_format = "text"',
-        '',
-      ].join('\n'));
-      const server = await start({}, { args: ['--config', file], port, internalPort, listenFlags: false });
+      // The subject includes the listen addresses, so the file names two
+      // probed ports (h.freePort); the server must report exactly those. Should
+      // another process take one in between, the server cannot bind it: try
+      // again with two new ports.
+      let server;
+      for (let attempt = 1; !server; attempt++) {
+        const port = await h.freePort();
+        let internalPort = await h.freePort();
+        while (internalPort === port) internalPort = await h.freePort();
+        const file = writeConfig('full.toml', [
+          `listen = "127.0.0.1:${port}"`,
+          `internal_listen = "127.0.0.1:${internalPort}"`,
+          'internal_token = "filetoken"',
+          'max_tickets_per_socket = 2',
+          'entity_types = ["contact", "deal"]',
+          'typing_timeout = "10s"',
+          'events_per_second = 0',
+          'log_format = "text"',
+          '',
+        ].join('\n'));
+        try {
+          server = await start({}, { args: ['--config', file], port, internalPort, listenFlags: false });
+        } catch (e) {
+          if (attempt >= 5 || !h.isAddressInUse(e)) throw e;
+        }
+      }
       assert.equal(await ticketLimit(server.url), 2);
       const s = await h.connect(server.url, { transports: ['websocket'] });
       h.assertAckError(await h.emitAck(s, 'timeline:subscribe', { entityType: 'task', entityId: '1' }), 'FORBIDDEN');
@@ -243,7 +253,9 @@ describe('operation (section 6)', { skip: SKIP }, () => {
         // in the moment between two polls can cut that next GET, so the client
         // sees "transport error" (socket.io's Node server does the same); this
         // test checks the ordinary case.
-        if (transport === 'polling') await h.sleep(150);
+        // The client sends that GET as soon as it has the ack; the server
+        // parking it cannot be seen from outside, hence a grace period.
+        if (transport === 'polling') await h.graceFor(150, 'the client\'s next long-poll GET to be parked by the server');
         const exit = server.stop(); // SIGTERM (SIGKILL only after 5 s)
         const reason = await h.disconnected(s, 5000);
         assert.equal(reason, 'transport close');

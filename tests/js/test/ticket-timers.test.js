@@ -68,7 +68,7 @@ describe(`typing timeout (typing_timeout ${TYPING_TIMEOUT} ms)`, () => {
         await view(b, t, 'bob', 'Bob');
         await h.emitAck(b, 'ticket:typing', { ticketId: t, agentId: 'bob' });
         await h.nextEvent(a, 'agent:typing');
-        await h.sleep(TYPING_TIMEOUT * 0.6);
+        await h.elapse(TYPING_TIMEOUT * 0.6); // renew past the middle of the first timeout
         const renewed = Date.now();
         await h.emitAck(b, 'ticket:typing', { ticketId: t, agentId: 'bob' });
         // The first typing's timeout would fire now; the renewal keeps it typing.
@@ -98,7 +98,7 @@ describe(`stale sweep (sweep_interval ${SWEEP_INTERVAL} ms, stale_after ${STALE_
     const loop = (async () => {
       while (on) {
         await h.emitAck(s, event, payload);
-        await h.sleep(300);
+        await h.elapse(300); // the activity's pace
       }
     })();
     return async () => {
@@ -164,8 +164,8 @@ describe(`stale sweep (sweep_interval ${SWEEP_INTERVAL} ms, stale_after ${STALE_
           const left = await h.nextEvent(a, 'agent:left', STALE_AFTER + SWEEP_INTERVAL + 3000);
           assert.equal(left.agentId, 'cy');
           assert.equal(left.reason, 'stale');
-          await h.sleep(SWEEP_INTERVAL * 2);
-          await h.noEvent(b, 'agent:left', 10, { where: (p) => p.agentId !== 'cy' });
+          // Two more sweeps: nobody else leaves.
+          await h.noEvent(b, 'agent:left', SWEEP_INTERVAL * 2 + 10, { where: (p) => p.agentId !== 'cy' });
           assert.deepEqual((await viewersOf(server, t)).map((v) => v.agentId).sort(), ['ada', 'bob']);
         } finally {
           await Promise.all([stopA(), stopB()]);

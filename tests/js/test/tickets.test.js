@@ -89,7 +89,7 @@ describe('ticket collision detection (section 3)', () => {
         const b = await connect();
         const t = h.uid('t');
         const ackA = await view(a, t, ADA);
-        await h.sleep(3);
+        await h.separateTimestamps(3);
         const ackB = await h.emitAck(b, 'ticket:view', { ticketId: t, ...BOB });
         assert.equal(ackB.ok, true);
         assert.deepEqual(ackB.viewers.map((v) => v.agentId), ['ada', 'bob']);
@@ -119,7 +119,7 @@ describe('ticket collision detection (section 3)', () => {
         const t = h.uid('t');
         const first = await connect();
         await view(first, t, { agentId: 'zed', agentName: 'Zed' });
-        await h.sleep(3);
+        await h.separateTimestamps(3);
         // Several agents at (nearly) the same moment: ties on since are ordered by agentId.
         const ids = ['m5', 'm4', 'm3', 'm2', 'm1'];
         const sockets = await Promise.all(ids.map(() => connect()));
@@ -170,7 +170,7 @@ describe('ticket collision detection (section 3)', () => {
         assert.deepEqual(w.viewers.map((v) => [v.agentId, v.status]), [['ada', 'typing']]);
 
         // Several others, one of them typing: still critical, and the warning lists all the others.
-        await h.sleep(3);
+        await h.separateTimestamps(3);
         const ackB = await h.emitAck(b, 'ticket:view', { ticketId: t, ...BOB });
         assert.equal(ackB.ok, true);
         const w2 = await h.nextEvent(b, 'collision:warning');
@@ -186,9 +186,9 @@ describe('ticket collision detection (section 3)', () => {
         const [a, b, c] = await Promise.all([connect(), connect(), connect()]);
         const t = h.uid('t');
         await view(a, t, ADA);
-        await h.sleep(3);
+        await h.separateTimestamps(3);
         await view(b, t, BOB);
-        await h.sleep(3);
+        await h.separateTimestamps(3);
         await h.emitAck(c, 'ticket:view', { ticketId: t, ...CY });
         const w = await h.nextEvent(c, 'collision:warning');
         assert.equal(w.severity, 'warning');
@@ -207,7 +207,7 @@ describe('ticket collision detection (section 3)', () => {
         await viewersUpdatedTyping(b);
         h.clearEvents(a);
         h.clearEvents(b);
-        await h.sleep(5);
+        await h.separateTimestamps(5);
         const ack = await h.emitAck(b, 'ticket:typing', { ticketId: t, agentId: 'bob' });
         assert.deepEqual(ack, { ok: true, ticketId: t });
         await Promise.all([h.noEvent(a, 'agent:typing'), h.noEvent(a, 'viewers:updated'), h.noEvent(b, 'viewers:updated')]);
@@ -308,7 +308,7 @@ describe('ticket collision detection (section 3)', () => {
         await h.nextEvent(a, 'agent:joined');
         h.clearEvents(a);
         h.clearEvents(b);
-        await h.sleep(5);
+        await h.separateTimestamps(5);
         const again = await h.emitAck(b, 'ticket:view', { ticketId: t, ...BOB });
         assert.equal(again.ok, true);
         const sinceA = ackA.viewers[0].since;
@@ -353,12 +353,12 @@ describe('ticket collision detection (section 3)', () => {
           const a2 = await connect();
           const t = h.uid('t');
           const ackA = await view(a1, t, ADA);
-          await h.sleep(3);
+          await h.separateTimestamps(3);
           await view(b, t, BOB);
           await viewersUpdatedTo(a1, 2);
           h.clearEvents(a1);
           h.clearEvents(b);
-          await h.sleep(5);
+          await h.separateTimestamps(5);
           const ack = await h.emitAck(a2, 'ticket:view', { ticketId: t, ...ADA });
           assert.equal(ack.ok, true);
           assert.deepEqual(ack.viewers.map((v) => v.agentId), ['ada', 'bob']);
@@ -410,7 +410,7 @@ describe('ticket collision detection (section 3)', () => {
           await h.nextEvent(b, 'agent:typing');
           const startedAt = (await viewersOf(t)).find((v) => v.agentId === 'ada').typingStartedAt;
           h.clearEvents(b);
-          await h.sleep(5);
+          await h.separateTimestamps(5);
           // A second tab starting to type: the viewer already types.
           await h.emitAck(a2, 'ticket:typing', { ticketId: t, agentId: 'ada' });
           assert.equal((await viewersOf(t)).find((v) => v.agentId === 'ada').typingStartedAt, startedAt);
