@@ -382,7 +382,7 @@ async fn an_event_sent_right_after_connect_is_fully_served() {
     view(&mut bob, "t1", "bob", "Bob").await;
     let mut tabs = Vec::new();
     for i in 0..200 {
-        let mut tab = SioClient::websocket(app.public).await;
+        let tab = SioClient::websocket(app.public).await;
         tab.emit("ticket:view", viewing("t1", &format!("a{i}"), "Ada"));
         tabs.push(tab);
     }
