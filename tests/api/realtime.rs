@@ -377,20 +377,25 @@ async fn a_new_viewer_where_someone_types_gets_a_critical_warning() {
 /// of its own for the race to exist).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_event_sent_right_after_connect_is_fully_served() {
-    let app = spawn_app(&["--events-per-second", "0"]).await;
+    const TABS: usize = 200;
+    let app = spawn_app(&["--events-per-second", "0", "--max-tickets-per-socket", "1000"]).await;
     let mut bob = SioClient::websocket(app.public).await;
-    view(&mut bob, "t1", "bob", "Bob").await;
+    // One ticket per tab, so that each warning and each room stays small.
+    for i in 0..TABS {
+        bob.emit("ticket:view", viewing(&format!("t{i}"), "bob", "Bob"));
+    }
+    bob.emit_with_ack("ticket:view", viewing("last", "bob", "Bob")).await;
     let mut tabs = Vec::new();
-    for i in 0..200 {
+    for i in 0..TABS {
         let tab = SioClient::websocket(app.public).await;
-        tab.emit("ticket:view", viewing("t1", &format!("a{i}"), "Ada"));
+        tab.emit("ticket:view", viewing(&format!("t{i}"), &format!("a{i}"), "Ada"));
         tabs.push(tab);
     }
     for tab in &mut tabs {
         tab.next_event("collision:warning").await;
     }
-    bob.emit_with_ack("ticket:typing", on("t1", "bob")).await;
-    for tab in &mut tabs {
+    for (i, tab) in tabs.iter_mut().enumerate() {
+        bob.emit_with_ack("ticket:typing", on(&format!("t{i}"), "bob")).await;
         assert_eq!(tab.next_event("agent:typing").await["agentId"], "bob", "in the room");
     }
 }

@@ -53,7 +53,9 @@ impl SioClient {
     /// Connects over WebSocket only (no polling first), like `transports: ["websocket"]`.
     pub async fn websocket(addr: SocketAddr) -> Self {
         let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        // Without TCP_NODELAY a second small write waits for the server's
+        // delayed ACK (tens of ms), as a browser's would not.
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
             .await
             .unwrap_or_else(|e| panic!("websocket to {url}: {e}"));
         match timeout(WAIT, ws.next()).await {
