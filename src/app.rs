@@ -21,6 +21,11 @@ use crate::{background, internal_api, public, realtime};
 /// default (128) would drop most of them for a polling client.
 const SOCKET_BUFFER: usize = 4096;
 
+/// Bytes a websocket reads at a time. Client messages are small (an event is
+/// a few hundred bytes); a larger one is read in several steps into a buffer
+/// sized for it. engineioxide's 4 KiB would sit idle in every connection.
+const WS_READ_CHUNK: usize = 512;
+
 /// The two bound listeners; binding is the caller's, so tests use port 0.
 pub struct Listeners {
     pub public: TcpListener,
@@ -47,6 +52,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         .max_payload(config.max_payload)
         .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
         .max_buffer_size(SOCKET_BUFFER)
+        .ws_read_buffer_size(WS_READ_CHUNK)
         .build_layer();
     let (outbox, delivery_task) = Outbox::start(io.clone());
     let node_id = node_id();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,7 +24,9 @@ pub fn router(socketio: SocketIoLayer, cors_origins: Option<Vec<String>>) -> Rou
     // Layered once, as a service: `Router::layer` would call `layer()` per
     // route, and each call builds a separate Engine.IO server with its own
     // sessions (a polling client would then hit "Session ID unknown").
-    let routes = Router::new().fallback_service(socketio.layer(plain));
+    let routes = Router::new()
+        .fallback_service(socketio.layer(plain))
+        .layer(middleware::map_request(detach_head));
     match cors_origins {
         None => routes.layer(
             CorsLayer::new()
@@ -56,4 +58,25 @@ async fn refuse_foreign_origin(State(origins): State<Arc<Vec<String>>>, request:
         }
     }
     next.run(request).await
+}
+
+/// Copies the request's URI and headers out of hyper's connection buffer.
+///
+/// hyper parses them as slices of its 8–16 KiB read buffer, and engineioxide
+/// keeps the handshake's request head for the whole life of the session, so
+/// each connection held that whole buffer: half of its memory. A few small
+/// copies per request give it back.
+async fn detach_head(mut request: Request) -> Request {
+    if let Ok(uri) = Uri::try_from(request.uri().to_string()) {
+        *request.uri_mut() = uri;
+    }
+    let shared = std::mem::take(request.headers_mut());
+    let mut copied = HeaderMap::with_capacity(shared.len());
+    for (name, value) in &shared {
+        let name = HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone());
+        let value = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copied.append(name, value);
+    }
+    *request.headers_mut() = copied;
+    request
 }
