@@ -55,3 +55,15 @@ mod public;
 mod rate_limit;
 mod realtime;
 mod timelines;
+
+/// What the micro-benchmarks (`benches/hot_paths.rs`) drive; not an API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::delivery::Delivery;
+    pub use crate::delivery::wire::timeline as timeline_delivery;
+    pub use crate::ids::{AgentId, AgentName, EntityId, EntityType, TicketId, TimelineKey};
+    pub use crate::presence::{Origin, PresenceOp, PresenceRules, ViewerRegistry};
+    pub use crate::realtime::payload::ClientPayload;
+    pub use crate::realtime::requests::{EventName, Request};
+    pub use crate::timelines::TimelineEvent;
+}
