@@ -62,7 +62,11 @@ pub fn attach(io: &SocketIo, hub: Hub, outbox: Outbox) {
                 token,
             }));
             // A room of its own, as in socket.io, so broadcasts can leave out
-            // all sockets of an agent by id (`except`), on any node.
+            // all sockets of an agent by id (`except`) and `delivery` can
+            // reach the socket before socketioxide marks it connected. The
+            // one room change outside `delivery`: it must exist before the
+            // client is told it is connected, and nothing is queued for the
+            // socket yet.
             socket.join(socket.id.to_string());
             socket.on_fallback(EventRouter {
                 hub: hub.clone(),
