@@ -112,9 +112,13 @@ fn broadcast(c: &mut Criterion) {
     let item =
         json!({"id": 123, "text": "Call booked for Tuesday", "by": {"id": 7, "name": "Ada"}, "at": 1764115200000u64});
     let event = TimelineEvent::new_item(key, Some(&item)).unwrap();
+    let position = Position {
+        offset: 4711,
+        epoch: "Kx2Qm9aTfW0bL1cD-1f".into(),
+    };
     c.bench_function("broadcast: a new_item event to its wire packet", |b| {
         b.iter(|| {
-            let Delivery::ToRoom { event, payload, .. } = timeline_delivery(black_box(&event)) else {
+            let Delivery::ToRoom { event, payload, .. } = timeline_delivery(black_box(&event), Some(&position)) else {
                 unreachable!()
             };
             // What socketioxide writes once per broadcast: `42["event",payload]`.

@@ -85,6 +85,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         tokio::spawn(background::typing_expiry(hub.clone(), stop_timers.clone())),
         tokio::spawn(background::stale_sweep(hub.clone(), stop_timers.clone())),
         tokio::spawn(background::token_expiry(hub.clone(), stop_timers.clone())),
+        tokio::spawn(background::history_expiry(hub.clone(), stop_timers.clone())),
     ];
     hub.set_serving(true);
     tracing::info!(node = %hub.node_id(), public = %public_addr, internal = %internal_addr, "switchboard serving");

@@ -1,4 +1,5 @@
-//! The node's timers: typing timeouts, the stale sweep, token expiry. Each
+//! The node's timers: typing timeouts, the stale sweep, history expiry,
+//! token expiry. Each
 //! runs as an owned task that ends when its token is cancelled; each asks
 //! the hub to act, and the hub queues what sockets must hear.
 
@@ -40,6 +41,21 @@ pub async fn stale_sweep(hub: Hub, stop: CancellationToken) {
             _ = ticks.tick() => {}
         }
         hub.sweep_stale(hub.clock().now_ms());
+    }
+}
+
+/// Ends timeline histories `history_ttl` after their last publish, checking
+/// ten times per `history_ttl` (at least every second, at most every minute).
+pub async fn history_expiry(hub: Hub, stop: CancellationToken) {
+    let period = (hub.config().history_ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut ticks = interval_at(Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        hub.expire_histories(hub.clock().now_ms());
     }
 }
 

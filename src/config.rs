@@ -189,6 +189,19 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_MAX_TIMELINES_PER_SOCKET", default_value = "500")]
     pub max_timelines_per_socket: usize,
 
+    /// Events kept per timeline for recovery with `since`; 0 = none (v2)
+    #[arg(long, env = "SWITCHBOARD_HISTORY_SIZE", default_value = "100")]
+    pub history_size: usize,
+
+    /// History kept this long after a timeline's last publish (v2)
+    #[arg(long, env = "SWITCHBOARD_HISTORY_TTL", default_value = "5m", value_parser = duration::parse)]
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub history_ttl: Duration,
+
+    /// Unsent messages a socket may have before its transport is closed (v2)
+    #[arg(long, env = "SWITCHBOARD_CLIENT_QUEUE_MAX", default_value = "1024")]
+    pub client_queue_max: usize,
+
     /// Per-socket event rate (burst twice that); 0 = off
     #[arg(long, env = "SWITCHBOARD_EVENTS_PER_SECOND", default_value = "50")]
     pub events_per_second: u32,

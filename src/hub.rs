@@ -21,7 +21,8 @@ use crate::cluster::messages::{Message, NodeCounts};
 use crate::config::Config;
 use crate::delivery::{Delivery, Outbox, wire};
 use crate::error::ClientError;
-use crate::ids::{TicketId, TimelineKey};
+use crate::history::{Histories, Position, Recovery};
+use crate::ids::{Since, TicketId, TimelineKey};
 use crate::metrics::{Metrics, Snapshot};
 use crate::presence::{
     LeaveReason, Millis, Origin, PresenceEvent, PresenceOp, PresenceRules, PresenceStats, SocketPresence,
@@ -43,11 +44,13 @@ struct Shared {
     metrics: Metrics,
     /// The other nodes, when Redis is configured.
     cluster: Option<ClusterLink>,
-    // Lock order: none. `presence`, `timelines` and `local_sockets` are never
-    // held together; an operation that needs two reads one, lets go, then
-    // takes the other.
+    // Lock order: none. `presence`, `timelines`, `histories` and
+    // `local_sockets` are never held together; an operation that needs two
+    // reads one, lets go, then takes the other.
     presence: Mutex<ViewerRegistry>,
     timelines: Mutex<TimelineRegistry>,
+    /// Offsets, epochs and recent events of the timelines (single instance).
+    histories: Mutex<Histories>,
     /// This node's sockets (the registry also holds other nodes').
     local_sockets: Mutex<HashSet<Sid>>,
     /// Sockets to disconnect when their token expires.
@@ -72,6 +75,28 @@ pub enum Reach {
     ThisNodeOnly,
 }
 
+/// A publish as done: where it reached, and its offset and epoch (`None`
+/// when it could not be given one).
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub reach: Reach,
+    pub position: Option<Position>,
+}
+
+/// A subscribe as done: the timeline's position, and with `since` whether
+/// the missed events were replayed and how many.
+#[derive(Debug, Clone)]
+pub struct Subscribed {
+    pub position: Option<Position>,
+    pub recovery: Option<Recovered>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovered {
+    Replayed { missed: usize },
+    Lost,
+}
+
 impl Hub {
     pub fn new(config: Config, node_id: String, outbox: Outbox, cluster: Option<ClusterLink>) -> Self {
         let rules = PresenceRules {
@@ -93,6 +118,11 @@ impl Hub {
                 cluster,
                 presence: Mutex::new(ViewerRegistry::new(rules)),
                 timelines: Mutex::new(timelines),
+                histories: Mutex::new(Histories::new(
+                    config.history_size,
+                    config.history_ttl.as_millis() as u64,
+                    socketioxide::socket::Sid::new().to_string(),
+                )),
                 local_sockets: Mutex::new(HashSet::new()),
                 expiries: Expiries::default(),
                 typing_changed: Notify::new(),
@@ -266,15 +296,58 @@ impl Hub {
 
     // --- timelines -----------------------------------------------------------
 
-    /// `timeline:subscribe`: the socket joins the room and is told so.
-    pub fn subscribe(&self, sid: Sid, key: &TimelineKey) -> Result<(), ClientError> {
+    /// `timeline:subscribe`: the socket joins the room and is told so; with
+    /// `since`, it then gets the events it missed, or `history_lost`.
+    ///
+    /// The join and the replay are queued under the history lock, which
+    /// every publish takes to queue its event: an event recorded before is
+    /// replayed (the socket was not in the room yet), one recorded after is
+    /// delivered live. None is lost, none comes twice.
+    pub fn subscribe(&self, sid: Sid, key: &TimelineKey, since: Option<&Since>) -> Result<Subscribed, ClientError> {
         self.check_entity_type(key)?;
-        let mut timelines = lock(&self.shared.timelines);
-        if timelines.subscribe(sid, key)? == Membership::Changed {
-            self.shared.outbox.push(Delivery::Join { sid, room: key.room() });
+        let membership = lock(&self.shared.timelines).subscribe(sid, key)?;
+        let outbox = &self.shared.outbox;
+        if self.shared.cluster.is_some() {
+            // Cluster-wide offsets live in Redis, which is not wired yet: no
+            // position to give, nothing to recover from.
+            if membership == Membership::Changed {
+                outbox.push(Delivery::Join { sid, room: key.room() });
+            }
+            outbox.push(wire::subscription(sid, key, true));
+            if since.is_some() {
+                outbox.push(wire::history_lost(sid, key));
+            }
+            return Ok(Subscribed {
+                position: None,
+                recovery: since.map(|_| Recovered::Lost),
+            });
         }
-        self.shared.outbox.push(wire::subscription(sid, key, true));
-        Ok(())
+        let mut histories = lock(&self.shared.histories);
+        if membership == Membership::Changed {
+            outbox.push(Delivery::Join { sid, room: key.room() });
+        }
+        outbox.push(wire::subscription(sid, key, true));
+        let position = histories.position(key);
+        let recovery = since.map(|since| match histories.recover(key, since.offset, &since.epoch) {
+            Recovery::Recovered(missed) => {
+                for recorded in &missed {
+                    let at = Position {
+                        offset: recorded.offset,
+                        epoch: position.epoch.clone(),
+                    };
+                    outbox.push(wire::replayed(sid, &recorded.event, &at));
+                }
+                Recovered::Replayed { missed: missed.len() }
+            }
+            Recovery::Lost => {
+                outbox.push(wire::history_lost(sid, key));
+                Recovered::Lost
+            }
+        });
+        Ok(Subscribed {
+            position: Some(position),
+            recovery,
+        })
     }
 
     /// `timeline:unsubscribe`: the socket leaves the room and is told so.
@@ -300,27 +373,40 @@ impl Hub {
         }
     }
 
-    /// A backend's publish: to this node's subscribers, and to the other
-    /// nodes for theirs.
-    pub fn publish(&self, event: &TimelineEvent) -> Reach {
+    /// A backend's publish: given the timeline's next offset and kept, then
+    /// to this node's subscribers, and to the other nodes for theirs.
+    pub fn publish(&self, event: &TimelineEvent) -> Published {
         self.shared.metrics.published(event.change.kind());
-        self.shared.outbox.push(wire::timeline(event));
-        match &self.shared.cluster {
-            None => Reach::AllNodes,
-            Some(cluster) => {
-                cluster.send(Message::Publish { event: event.clone() });
-                if cluster.is_up() {
-                    Reach::AllNodes
-                } else {
-                    Reach::ThisNodeOnly
-                }
-            }
+        let Some(cluster) = &self.shared.cluster else {
+            let mut histories = lock(&self.shared.histories);
+            let position = histories.record(event, self.shared.clock.now_ms());
+            self.shared.outbox.push(wire::timeline(event, Some(&position)));
+            return Published {
+                reach: Reach::AllNodes,
+                position: Some(position),
+            };
+        };
+        self.shared.outbox.push(wire::timeline(event, None));
+        cluster.send(Message::Publish { event: event.clone() });
+        Published {
+            reach: if cluster.is_up() {
+                Reach::AllNodes
+            } else {
+                Reach::ThisNodeOnly
+            },
+            position: None,
         }
+    }
+
+    /// Ends the histories past `history_ttl` (see [`Histories::expire`]).
+    pub fn expire_histories(&self, now: Millis) {
+        let followed: HashSet<TimelineKey> = lock(&self.shared.timelines).rooms().cloned().collect();
+        lock(&self.shared.histories).expire(now, |key| followed.contains(key));
     }
 
     /// A publish that reached another node, for this node's subscribers.
     pub fn deliver_remote_publish(&self, event: &TimelineEvent) {
-        self.shared.outbox.push(wire::timeline(event));
+        self.shared.outbox.push(wire::timeline(event, None));
     }
 
     /// After an outage: every timeline followed here may have missed events.

@@ -222,6 +222,44 @@ impl TimelineKey {
     }
 }
 
+/// Where a recovering client left a timeline: `since: { offset, epoch }`
+/// (an integer ≥ 0 and a non-empty string of at most 128 characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Since {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+impl Since {
+    /// Parses the optional `since` field; `null` is the same as absent.
+    pub fn parse(value: Option<&Value>) -> Result<Option<Self>, Invalid> {
+        let since = match value {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Object(o)) => o,
+            Some(_) => return Err(Invalid("since must be { offset, epoch }".into())),
+        };
+        let offset = match since.get("offset") {
+            Some(Value::Number(n)) => n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER as f64).contains(f))
+                    .map(|f| f as u64)
+            }),
+            _ => None,
+        }
+        .filter(|o| *o <= MAX_SAFE_INTEGER as u64)
+        .ok_or_else(|| Invalid("since.offset must be an integer >= 0".into()))?;
+        let epoch = match since.get("epoch") {
+            Some(Value::String(e)) if !e.is_empty() && e.chars().count() <= MAX_ID_CHARS => e.clone(),
+            _ => {
+                return Err(Invalid(format!(
+                    "since.epoch must be a non-empty string of at most {MAX_ID_CHARS} characters"
+                )));
+            }
+        };
+        Ok(Some(Self { offset, epoch }))
+    }
+}
+
 /// The Socket.IO room of a ticket: `ticket:{ticketId}`.
 pub fn ticket_room(ticket: &TicketId) -> String {
     format!("ticket:{ticket}")
@@ -307,5 +345,28 @@ mod tests {
         assert!(et(json!("")).is_err());
         assert!(et(json!("a b")).is_err());
         assert!(et(json!(3)).is_err());
+    }
+
+    #[test]
+    fn since_is_an_offset_and_an_epoch() {
+        let ok = |v: serde_json::Value| Since::parse(Some(&v)).map(|s| s.map(|s| (s.offset, s.epoch)));
+        assert_eq!(ok(json!({"offset": 3, "epoch": "e"})), Ok(Some((3, "e".into()))));
+        assert_eq!(ok(json!({"offset": 0.0, "epoch": "e"})), Ok(Some((0, "e".into()))));
+        assert_eq!(Since::parse(None), Ok(None));
+        assert_eq!(ok(json!(null)), Ok(None));
+        for bad in [
+            json!({"offset": -1, "epoch": "e"}),
+            json!({"offset": 1.5, "epoch": "e"}),
+            json!({"offset": "3", "epoch": "e"}),
+            json!({"epoch": "e"}),
+            json!({"offset": 3}),
+            json!({"offset": 3, "epoch": ""}),
+            json!({"offset": 3, "epoch": 7}),
+            json!({"offset": 3, "epoch": "x".repeat(129)}),
+            json!([3, "e"]),
+            json!("3"),
+        ] {
+            assert!(ok(bad.clone()).is_err(), "{bad}");
+        }
     }
 }

@@ -11,6 +11,7 @@
 //!   (Socket.IO); `http_error`: HTTP error codes (both listeners).
 //! - `presence`: the viewer registry (who views, who types), returns events.
 //! - `timelines`: timeline events and the subscriptions per socket and room.
+//! - `history`: timeline offsets, epochs and the events kept for recovery.
 //! - `rate_limit`: the per-socket token bucket; `clock`: monotonic epoch ms.
 //!
 //! State and the way out:
@@ -45,6 +46,7 @@ mod cluster;
 pub mod config;
 mod delivery;
 mod error;
+mod history;
 mod http_error;
 mod hub;
 mod ids;
@@ -61,6 +63,7 @@ mod timelines;
 pub mod bench {
     pub use crate::delivery::Delivery;
     pub use crate::delivery::wire::timeline as timeline_delivery;
+    pub use crate::history::Position;
     pub use crate::ids::{AgentId, AgentName, EntityId, EntityType, TicketId, TimelineKey};
     pub use crate::presence::{Origin, PresenceOp, PresenceRules, ViewerRegistry};
     pub use crate::realtime::payload::ClientPayload;

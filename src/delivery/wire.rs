@@ -1,12 +1,11 @@
 //! The contract's wire messages (§3, §4) for what the domain decided:
 //! presence events, timeline events, subscription replies.
 
-#[cfg(test)]
-use serde_json::Value;
-use serde_json::json;
+use serde_json::{Value, json};
 use socketioxide::socket::Sid;
 
 use super::Delivery;
+use crate::history::Position;
 use crate::ids::{TimelineKey, ticket_room};
 use crate::presence::PresenceEvent;
 use crate::timelines::{TimelineChange, TimelineEvent};
@@ -111,10 +110,41 @@ pub fn presence(event: PresenceEvent) -> Delivery {
 }
 
 /// `timeline:new_item`, `timeline:item_updated` or `timeline:refresh` to the
-/// timeline's room.
-pub fn timeline(event: &TimelineEvent) -> Delivery {
+/// timeline's room, with its offset and epoch (`null` when it has none: a
+/// publish that could not reach the history).
+pub fn timeline(event: &TimelineEvent, position: Option<&Position>) -> Delivery {
+    let (name, payload) = timeline_message(event, position);
+    Delivery::ToRoom {
+        room: event.key.room(),
+        except: Vec::new(),
+        event: name,
+        payload,
+    }
+}
+
+/// One missed event replayed to a recovering socket.
+pub fn replayed(sid: Sid, event: &TimelineEvent, position: &Position) -> Delivery {
+    let (name, payload) = timeline_message(event, Some(position));
+    Delivery::ToSocket {
+        sid,
+        event: name,
+        payload,
+    }
+}
+
+/// `timeline:refresh` with `reason: "history_lost"` to a socket whose
+/// `since` cannot be recovered.
+pub fn history_lost(sid: Sid, key: &TimelineKey) -> Delivery {
+    Delivery::ToSocket {
+        sid,
+        event: "timeline:refresh",
+        payload: json!({ "entityType": key.entity_type, "entityId": key.entity_id, "reason": "history_lost" }),
+    }
+}
+
+fn timeline_message(event: &TimelineEvent, position: Option<&Position>) -> (&'static str, Value) {
     let key = &event.key;
-    let (name, payload) = match &event.change {
+    let (name, mut payload) = match &event.change {
         TimelineChange::NewItem { item } => (
             "timeline:new_item",
             json!({ "entityType": key.entity_type, "entityId": key.entity_id, "item": item }),
@@ -128,12 +158,9 @@ pub fn timeline(event: &TimelineEvent) -> Delivery {
             json!({ "entityType": key.entity_type, "entityId": key.entity_id, "reason": reason }),
         ),
     };
-    Delivery::ToRoom {
-        room: key.room(),
-        except: Vec::new(),
-        event: name,
-        payload,
-    }
+    payload["offset"] = position.map_or(Value::Null, |p| Value::from(p.offset));
+    payload["epoch"] = position.map_or(Value::Null, |p| Value::from(&*p.epoch));
+    (name, payload)
 }
 
 /// `timeline:refresh` with `reason: "resync"`: this node could not hear the
@@ -245,7 +272,11 @@ mod tests {
     }
 
     fn timeline_payload(event: Result<TimelineEvent, crate::ids::Invalid>) -> (String, &'static str, Value) {
-        match timeline(&event.unwrap()) {
+        let position = Position {
+            offset: 7,
+            epoch: "e1".into(),
+        };
+        match timeline(&event.unwrap(), Some(&position)) {
             Delivery::ToRoom {
                 room, event, payload, ..
             } => (room, event, payload),
@@ -263,18 +294,21 @@ mod tests {
         assert_eq!((room.as_str(), event), ("timeline:deal:9", "timeline:new_item"));
         assert_eq!(
             p,
-            json!({"entityType": "deal", "entityId": "9", "item": {"id": 1, "text": "hi"}})
+            json!({"entityType": "deal", "entityId": "9", "item": {"id": 1, "text": "hi"}, "offset": 7, "epoch": "e1"})
         );
         let item_id = crate::ids::ItemId::parse(Some(&json!(3))).unwrap();
         let (_, event, p) = timeline_payload(TimelineEvent::item_updated(key(), item_id, Some(&json!({"a": 1}))));
         assert_eq!(event, "timeline:item_updated");
         assert_eq!(
             p,
-            json!({"entityType": "deal", "entityId": "9", "itemId": "3", "item": {"a": 1}})
+            json!({"entityType": "deal", "entityId": "9", "itemId": "3", "item": {"a": 1}, "offset": 7, "epoch": "e1"})
         );
         let (_, event, p) = timeline_payload(TimelineEvent::refresh(key(), None));
         assert_eq!(event, "timeline:refresh");
-        assert_eq!(p, json!({"entityType": "deal", "entityId": "9", "reason": null}));
+        assert_eq!(
+            p,
+            json!({"entityType": "deal", "entityId": "9", "reason": null, "offset": 7, "epoch": "e1"})
+        );
         let Delivery::ToRoom { payload, .. } = resync(&key()) else {
             panic!()
         };

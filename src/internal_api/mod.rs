@@ -180,7 +180,7 @@ async fn batch(State(hub): State<Hub>, body: Body) -> Result<Response> {
     }
     let mut reached_all = true;
     for event in &events {
-        reached_all &= hub.publish(event) == Reach::AllNodes;
+        reached_all &= hub.publish(event).reach == Reach::AllNodes;
     }
     let mut reply = json!({ "accepted": events.len() });
     if !reached_all {
@@ -191,8 +191,14 @@ async fn batch(State(hub): State<Hub>, body: Body) -> Result<Response> {
 
 fn publish_one(hub: &Hub, event: TimelineEvent) -> Result<Response> {
     check_allowed(hub, &event.key)?;
-    let mut reply = json!({ "delivered": true });
-    if hub.publish(&event) == Reach::ThisNodeOnly {
+    let published = hub.publish(&event);
+    let position = published.position.as_ref();
+    let mut reply = json!({
+        "delivered": true,
+        "offset": position.map(|p| p.offset),
+        "epoch": position.map(|p| &*p.epoch),
+    });
+    if published.reach == Reach::ThisNodeOnly {
         reply["partial"] = Value::Bool(true);
     }
     Ok((StatusCode::ACCEPTED, axum::Json(reply)).into_response())

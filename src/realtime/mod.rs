@@ -21,7 +21,7 @@ use crate::auth::{TokenIdentity, Unauthorized};
 use crate::config::AuthMode;
 use crate::delivery::{Delivery, Outbox};
 use crate::error::ClientError;
-use crate::hub::Hub;
+use crate::hub::{Hub, Recovered};
 use crate::presence::PresenceOp;
 use crate::rate_limit::TokenBucket;
 use requests::{EventName, Request};
@@ -201,9 +201,22 @@ fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
         Request::Typing { ticket, agent } => (ticket.clone(), PresenceOp::Typing { sid, ticket, agent, at }),
         Request::StopTyping { ticket, agent } => (ticket.clone(), PresenceOp::StopTyping { sid, ticket, agent, at }),
         Request::Leave { ticket, agent } => (ticket.clone(), PresenceOp::Leave { sid, ticket, agent }),
-        Request::Subscribe(key) => {
-            hub.subscribe(sid, &key)?;
-            return Ok(json!({ "ok": true, "entityType": key.entity_type, "entityId": key.entity_id }));
+        Request::Subscribe { key, since } => {
+            let subscribed = hub.subscribe(sid, &key, since.as_ref())?;
+            let position = subscribed.position.as_ref();
+            let mut ack = json!({
+                "ok": true, "entityType": key.entity_type, "entityId": key.entity_id,
+                "offset": position.map(|p| p.offset), "epoch": position.map(|p| &*p.epoch),
+            });
+            if let Some(recovery) = subscribed.recovery {
+                let (recovered, missed) = match recovery {
+                    Recovered::Replayed { missed } => (true, missed),
+                    Recovered::Lost => (false, 0),
+                };
+                ack["recovered"] = recovered.into();
+                ack["missed"] = missed.into();
+            }
+            return Ok(ack);
         }
         Request::Unsubscribe(key) => {
             hub.unsubscribe(sid, &key)?;

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::auth::TokenIdentity;
 use crate::error::ClientError;
-use crate::ids::{AgentId, AgentName, EntityId, EntityType, TicketId, TimelineKey, payload_object};
+use crate::ids::{AgentId, AgentName, EntityId, EntityType, Since, TicketId, TimelineKey, payload_object};
 
 /// The client events the contract defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +74,10 @@ pub enum Request {
         ticket: TicketId,
         agent: AgentId,
     },
-    Subscribe(TimelineKey),
+    Subscribe {
+        key: TimelineKey,
+        since: Option<Since>,
+    },
     Unsubscribe(TimelineKey),
 }
 
@@ -139,7 +142,10 @@ impl Request {
                 let (ticket, agent, _) = ticket_event(false)?;
                 Self::Leave { ticket, agent }
             }
-            EventName::Subscribe => Self::Subscribe(timeline()?),
+            EventName::Subscribe => Self::Subscribe {
+                key: timeline()?,
+                since: Since::parse(p.get("since"))?,
+            },
             EventName::Unsubscribe => Self::Unsubscribe(timeline()?),
         })
     }
@@ -193,7 +199,9 @@ mod tests {
             None,
         )
         .unwrap();
-        let Request::Subscribe(key) = r else { panic!() };
+        let Request::Subscribe { key, since: None } = r else {
+            panic!()
+        };
         assert_eq!(key.room(), "timeline:deal:5");
         assert_eq!(
             code(EventName::Subscribe, json!({"entityType": "Deal", "entityId": 5})),

@@ -5,6 +5,7 @@
 
 mod helpers;
 mod realtime;
+mod recovery;
 mod sio;
 
 use std::time::{Duration, Instant};

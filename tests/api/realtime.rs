@@ -588,7 +588,12 @@ async fn timeline_subscribe_answers_subscribed_then_the_ack() {
     let ack = client
         .emit_with_ack("timeline:subscribe", json!({ "entityType": "deal", "entityId": 9 }))
         .await;
-    assert_eq!(ack, json!({ "ok": true, "entityType": "deal", "entityId": "9" }));
+    let epoch = ack["epoch"].as_str().expect("the ack names the epoch").to_string();
+    assert_eq!(
+        ack,
+        json!({ "ok": true, "entityType": "deal", "entityId": "9", "offset": 0, "epoch": epoch }),
+        "v2: the timeline's position, 0 before any publish"
+    );
     let subscribed = client.next_event("timeline:subscribed").await;
     assert_eq!(subscribed, timeline("deal", "9"));
     client.assert_arrived_before("timeline:subscribed", "ack timeline:subscribe");
@@ -609,9 +614,14 @@ async fn published_item_arrives_as_new_item_on_its_timeline_only() {
 
     let item = json!({ "id": 1, "text": "Call booked", "nested": { "list": [1, null, true] } });
     let reply = publish(&app, reqwest::Method::POST, "/v1/timeline/deal/9/items", item.clone()).await;
-    assert_eq!(reply, json!({ "delivered": true }));
+    let epoch = reply["epoch"].clone();
+    assert!(epoch.is_string(), "{reply}");
+    assert_eq!(reply, json!({ "delivered": true, "offset": 1, "epoch": epoch }));
     let event = subscriber.next_event("timeline:new_item").await;
-    assert_eq!(event, json!({ "entityType": "deal", "entityId": "9", "item": item }));
+    assert_eq!(
+        event,
+        json!({ "entityType": "deal", "entityId": "9", "item": item, "offset": 1, "epoch": epoch })
+    );
     other.assert_no_event("timeline:new_item").await;
     app.shutdown().await.unwrap();
 }
@@ -668,11 +678,12 @@ async fn item_update_arrives_as_item_updated() {
     subscribe(&mut client, "deal", "9").await;
     let item = json!({ "id": 42, "status": "won" });
     let reply = publish(&app, reqwest::Method::PUT, "/v1/timeline/deal/9/items/42", item.clone()).await;
-    assert_eq!(reply, json!({ "delivered": true }));
+    let epoch = reply["epoch"].clone();
+    assert_eq!(reply, json!({ "delivered": true, "offset": 1, "epoch": epoch }));
     let event = client.next_event("timeline:item_updated").await;
     assert_eq!(
         event,
-        json!({ "entityType": "deal", "entityId": "9", "itemId": "42", "item": item })
+        json!({ "entityType": "deal", "entityId": "9", "itemId": "42", "item": item, "offset": 1, "epoch": epoch })
     );
     app.shutdown().await.unwrap();
 }
@@ -682,16 +693,17 @@ async fn refresh_arrives_with_its_reason_or_null() {
     let app = spawn_app(&[]).await;
     let mut client = SioClient::websocket(app.public).await;
     subscribe(&mut client, "deal", "9").await;
-    for (body, reason) in [
-        (json!({ "reason": "merged" }), json!("merged")),
-        (json!({}), Value::Null),
+    for (offset, body, reason) in [
+        (1, json!({ "reason": "merged" }), json!("merged")),
+        (2, json!({}), Value::Null),
     ] {
         let reply = publish(&app, reqwest::Method::POST, "/v1/timeline/deal/9/refresh", body).await;
-        assert_eq!(reply, json!({ "delivered": true }));
+        let epoch = reply["epoch"].clone();
+        assert_eq!(reply, json!({ "delivered": true, "offset": offset, "epoch": epoch }));
         let event = client.next_event("timeline:refresh").await;
         assert_eq!(
             event,
-            json!({ "entityType": "deal", "entityId": "9", "reason": reason })
+            json!({ "entityType": "deal", "entityId": "9", "reason": reason, "offset": offset, "epoch": epoch })
         );
     }
     app.shutdown().await.unwrap();
