@@ -105,11 +105,17 @@ pub async fn run(target: &Target, args: &ChurnArgs, report: &mut Report) -> crat
             round_no + 1,
             back.map_or("(never)".to_string(), |d| format!("{d:?}"))
         );
-        rounds.push(json!({
+        let mut this_round = json!({
             "set_up": ready,
             "peak": peak.to_json(),
             "seconds_to_baseline": back.map(|d| round(d.as_secs_f64(), 3)),
-        }));
+        });
+        // RSS after each round: growth that levels off is the allocator
+        // keeping memory; growth every round is a leak.
+        if let Some(rss) = target.pid.and_then(crate::probe::rss_kib) {
+            this_round["rss_kib"] = json!(rss);
+        }
+        rounds.push(this_round);
     }
     let rss_end = match target.pid {
         Some(pid) => settled_rss_kib(pid, 3).await,

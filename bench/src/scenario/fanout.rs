@@ -8,7 +8,9 @@
 //!   `--batch-size` items per request, spread over the timelines;
 //! - `ramp`: `fixed` in steps of `--ramp-step` seconds, the rate multiplied
 //!   by `--ramp-factor` each step, until the delivery rate (at a delivery
-//!   ratio of at least 99.9 %) stops increasing; reports the highest.
+//!   ratio of at least 99.9 %) stops increasing (two steps in a row without
+//!   a gain of 3 %, so that one noisy step does not end it, or one step
+//!   below the ratio); reports the highest.
 //!
 //! Publishes are open-loop: item k is due at start + k / rate, sent by
 //! whichever of `--http-conns` keep-alive connections is free; a server that
@@ -41,6 +43,9 @@ pub struct FanoutArgs {
     /// Seconds of publishing in the `fixed` and `batch` phases.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// Seconds of publishing in the `batch` phase; default `--duration`.
+    #[arg(long)]
+    pub batch_duration: Option<f64>,
     /// Items per `POST /v1/timeline/batch` in the `batch` phase (at most 1000).
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
@@ -203,9 +208,13 @@ pub async fn run(target: &Target, args: &FanoutArgs, report: &mut Report) -> cra
                 } else {
                     1
                 };
+                let duration = match phase.as_str() {
+                    "batch" => args.batch_duration.unwrap_or(args.duration),
+                    _ => args.duration,
+                };
                 let plan = Plan {
                     rate: args.rate,
-                    duration: secs(args.duration),
+                    duration: secs(duration),
                     batch,
                 };
                 eprintln!("  fanout {phase}: {} items/s for {:?}", plan.rate, plan.duration);
@@ -244,6 +253,7 @@ async fn ramp(target: &Target, args: &FanoutArgs, per_timeline: &Rc<Vec<u64>>, d
     let mut rate = args.ramp_start.unwrap_or(args.rate);
     let mut steps = Vec::new();
     let mut best: Option<(f64, usize)> = None;
+    let mut flat_steps = 0;
     for step in 0..args.ramp_max_steps {
         let plan = Plan {
             rate,
@@ -264,8 +274,11 @@ async fn ramp(target: &Target, args: &FanoutArgs, per_timeline: &Rc<Vec<u64>>, d
         let improved = best.is_none_or(|(b, _)| dps > b * 1.03);
         if sustained && improved {
             best = Some((dps, step));
+            flat_steps = 0;
+        } else {
+            flat_steps += 1;
         }
-        if !sustained || !improved {
+        if !sustained || flat_steps >= 2 {
             break;
         }
         rate *= args.ramp_factor;
