@@ -6,6 +6,9 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The workspace's other member (the load generator) must be present for
+# Cargo to read the workspace; only the server is built.
+COPY bench ./bench
 RUN cargo build --release --locked --bin switchboard
 
 FROM debian:bookworm-slim
