@@ -35,14 +35,30 @@ pub struct Listeners {
 impl Listeners {
     /// Binds both addresses of `config`; an error names the key at fault.
     pub async fn bind(config: &Config) -> Result<Self, String> {
-        let public = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| format!("listen: {}: {e}", config.listen))?;
-        let internal = TcpListener::bind(config.internal_listen)
-            .await
-            .map_err(|e| format!("internal_listen: {}: {e}", config.internal_listen))?;
+        let public = listen(config.listen).map_err(|e| format!("listen: {}: {e}", config.listen))?;
+        let internal =
+            listen(config.internal_listen).map_err(|e| format!("internal_listen: {}: {e}", config.internal_listen))?;
         Ok(Self { public, internal })
     }
+}
+
+/// Connections the kernel may hold for us before we accept them. After a
+/// restart every client reconnects at once; tokio's default (1024) makes the
+/// overflow wait for SYN retransmits (1 s, 3 s, ...). The kernel caps it at
+/// `net.core.somaxconn`.
+const ACCEPT_BACKLOG: u32 = 8192;
+
+fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's bind does: a restarted server can bind while old connections
+    // are still in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// Serves until `shutdown` resolves, then stops gracefully within
