@@ -19,4 +19,8 @@ USER switchboard
 EXPOSE 3000 3001
 # The public listener's /health needs no token and is always reachable.
 ENV RUST_LOG=info
+# The image has no curl: the binary probes its own internal /health (with the
+# same SWITCHBOARD_* environment, so it finds the internal listener).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
+  CMD ["/usr/local/bin/switchboard", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/switchboard"]

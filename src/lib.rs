@@ -30,7 +30,7 @@
 //! - `background`: the timers (typing timeouts, stale sweep, token expiry).
 //! - `metrics`: Prometheus counters and gauges.
 //! - [`config`]: the typed configuration; [`app`] wires everything and owns
-//!   shutdown.
+//!   shutdown; [`healthcheck`]: the container probe (`switchboard healthcheck`).
 //!
 //! A client event flows: socket → `realtime` (rate limit, parse) → `hub`
 //! (`presence` under its lock; events → `delivery::wire` → outbox; the change
@@ -46,6 +46,7 @@ mod cluster;
 pub mod config;
 mod delivery;
 mod error;
+pub mod healthcheck;
 mod history;
 mod http_error;
 mod hub;
