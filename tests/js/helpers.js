@@ -41,13 +41,15 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // ---------------------------------------------------------------------------
 
 // Contract keys (section 6) that are durations; the tests give them in ms.
-const DURATION_KEYS = new Set(['typing_timeout', 'sweep_interval', 'stale_after', 'node_timeout', 'shutdown_timeout']);
+const DURATION_KEYS = new Set(['typing_timeout', 'sweep_interval', 'stale_after', 'node_timeout', 'shutdown_timeout', 'history_ttl']);
 const LIST_KEYS = new Set(['entity_types', 'cors_origins']);
 const KNOWN_KEYS = new Set([
   'listen', 'internal_listen', 'internal_token', 'redis_url', 'auth_mode', 'jwt_secret', 'jwt_public_key_file',
   'typing_timeout', 'sweep_interval', 'stale_after', 'node_timeout', 'shutdown_timeout', 'max_body',
   'entity_types', 'cors_origins', 'max_payload', 'max_tickets_per_socket', 'max_timelines_per_socket',
   'events_per_second', 'log_format',
+  // v2 (section 4.1, 4.2); the peer implements v1 and ignores them.
+  'history_size', 'history_ttl', 'client_queue_max',
 ]);
 
 // The peer's environment variable for each contract key it understands.
@@ -719,6 +721,69 @@ function assertHttpError(res, status, code) {
   assert.match(res.headers.get('content-type') || '', /application\/json/);
 }
 
+// ---------------------------------------------------------------------------
+// Timeline positions (contract v2, section 4.1)
+// ---------------------------------------------------------------------------
+//
+// v2 adds `offset` and `epoch` to every timeline event published through the
+// internal API, to each single publish's reply and to the timeline:subscribe
+// ack. The Rust server implements v2; the Node peer (TARGET=peer) implements
+// v1 and sends neither. Tests write the v1 shape and wrap it in
+// `withPosition(...)`: the one place where the targets differ.
+
+/** True when the target sends timeline offsets and epochs (v2): the Rust server. */
+const hasPositions = isRust;
+
+/**
+ * The exact shape to expect: `expected` plus `{ offset, epoch }` for a v2
+ * target, `expected` unchanged for the peer (v1).
+ *   assert.deepEqual(ev, h.withPosition({ entityType, entityId, item }, { offset: 1, epoch }));
+ */
+function withPosition(expected, { offset, epoch } = {}) {
+  return hasPositions ? { ...expected, offset, epoch } : expected;
+}
+
+/** `keys` plus 'offset' and 'epoch' for a v2 target (for assertKeys). */
+function withPositionKeys(keys) {
+  return hasPositions ? [...keys, 'offset', 'epoch'] : keys;
+}
+
+/**
+ * The epoch of a subscribe ack, an event or a publish reply: asserts it is a
+ * non-empty string a client can send back in `since` (at most 128
+ * characters) and returns it; undefined for the peer (v1), which has none.
+ */
+function epochOf(payload, what = 'payload') {
+  if (!hasPositions) return undefined;
+  const { epoch } = payload || {};
+  assert.equal(typeof epoch, 'string', `${what}: epoch must be a string: ${JSON.stringify(payload)}`);
+  assert.ok(epoch.length > 0 && [...epoch].length <= 128, `${what}: epoch must be 1 to 128 characters: ${JSON.stringify(payload)}`);
+  return epoch;
+}
+
+/**
+ * Multi-instance mode (redis_url set): cluster-wide history is not
+ * implemented yet, and events, publish replies and subscribe acks carry
+ * `offset: null, epoch: null` for now. Until it is, the cluster tests only
+ * require the two fields to be there (both null, or an integer >= 0 and a
+ * non-empty string) and take their values from `payload`:
+ *   assert.deepEqual(ev, h.withPosition({ entityType, entityId, item }, h.clusterPosition(ev)));
+ * To tighten once it exists, replace each `h.clusterPosition(ev)` (grep for
+ * it in test/cluster*.test.js) with the position expected, `{ offset, epoch }`
+ * as timelines.test.js does for a single instance, and delete this helper.
+ * A publish during a Redis outage carries `null` by the contract: tests
+ * expect `{ offset: null, epoch: null }` exactly there, not this.
+ */
+function clusterPosition(payload) {
+  if (!hasPositions) return {};
+  assert.ok(payload && typeof payload === 'object' && 'offset' in payload && 'epoch' in payload, `offset and epoch missing: ${JSON.stringify(payload)}`);
+  const { offset, epoch } = payload;
+  const none = offset === null && epoch === null;
+  const some = Number.isInteger(offset) && offset >= 0 && typeof epoch === 'string' && epoch.length > 0;
+  assert.ok(none || some, `offset and epoch must be both null or an integer >= 0 and a non-empty string: ${JSON.stringify(payload)}`);
+  return { offset, epoch };
+}
+
 let uidCounter = 0;
 /** A unique identifier for this process: prefix-<pid>-<n>. */
 function uid(prefix = 'id') {
@@ -904,6 +969,11 @@ module.exports = {
   assertAckError,
   assertHttpError,
   VIEWER_KEYS,
+  hasPositions,
+  withPosition,
+  withPositionKeys,
+  epochOf,
+  clusterPosition,
   uid,
   eventually,
   runBench,

@@ -17,10 +17,29 @@ describe('internal HTTP API (section 5)', () => {
   afterEach(() => h.closeAllSockets());
 
   const api = (method, path, opts = {}) => h.http(method, `${server.internalUrl}${path}`, { token: TOKEN, ...opts });
-  const accepted = (res, body = { delivered: true }) => {
+  const accepted = (res, body) => {
     assert.equal(res.status, 202, res.text);
     assert.match(res.headers.get('content-type') || '', /application\/json/);
     assert.deepEqual(res.json, body);
+  };
+  // A single publish: 202 { delivered: true }, plus (v2) the event's offset,
+  // an integer >= 1, and epoch; resolves with that position.
+  const delivered = (res) => {
+    const position = {};
+    if (h.hasPositions) {
+      position.offset = res.json && res.json.offset;
+      position.epoch = h.epochOf(res.json, 'publish reply');
+      assert.ok(Number.isInteger(position.offset) && position.offset >= 1, `offset: ${res.text}`);
+    }
+    accepted(res, h.withPosition({ delivered: true }, position));
+    return position;
+  };
+  // Publishes to one timeline one after another: offsets one apart, one epoch.
+  const consecutive = (...positions) => {
+    if (!h.hasPositions) return;
+    for (let i = 1; i < positions.length; i++) {
+      assert.deepEqual(positions[i], { offset: positions[0].offset + i, epoch: positions[0].epoch }, JSON.stringify(positions));
+    }
   };
 
   describe('probes', () => {
@@ -74,14 +93,17 @@ describe('internal HTTP API (section 5)', () => {
   });
 
   describe('POST /v1/timeline/{entityType}/{entityId}/items', () => {
-    it('accepts an item with a string or an integer id: 202 {"delivered":true}', async () => {
-      accepted(await api('POST', '/v1/timeline/contact/c1/items', { body: { id: 'n-1', text: 'hello' } }));
-      accepted(await api('POST', '/v1/timeline/deal/42/items', { body: { id: 7 } }));
-      accepted(await api('POST', '/v1/timeline/deal/42/items', { body: { id: 0, extra: [1, 2] } }));
+    it('accepts an item with a string or an integer id: 202 {"delivered":true} (v2: with offset and epoch)', async () => {
+      delivered(await api('POST', '/v1/timeline/contact/c1/items', { body: { id: 'n-1', text: 'hello' } }));
+      consecutive(
+        delivered(await api('POST', '/v1/timeline/deal/42/items', { body: { id: 7 } })),
+        delivered(await api('POST', '/v1/timeline/deal/42/items', { body: { id: 0, extra: [1, 2] } })),
+      );
     });
 
     it('is delivered even when nobody is subscribed', async () => {
-      accepted(await api('POST', `/v1/timeline/contact/${h.uid('nobody')}/items`, { body: { id: 1 } }));
+      const first = delivered(await api('POST', `/v1/timeline/contact/${h.uid('nobody')}/items`, { body: { id: 1 } }));
+      if (h.hasPositions) assert.equal(first.offset, 1, 'the first event of a timeline has offset 1');
     });
 
     const bad = [
@@ -123,8 +145,8 @@ describe('internal HTTP API (section 5)', () => {
     }
 
     it('accepts a 128-character entityId and a percent-encoded one', async () => {
-      accepted(await api('POST', `/v1/timeline/contact/${'e'.repeat(128)}/items`, { body: { id: 1 } }));
-      accepted(await api('POST', `/v1/timeline/contact/${encodeURIComponent('a b/é')}/items`, { body: { id: 1 } }));
+      delivered(await api('POST', `/v1/timeline/contact/${'e'.repeat(128)}/items`, { body: { id: 1 } }));
+      delivered(await api('POST', `/v1/timeline/contact/${encodeURIComponent('a b/é')}/items`, { body: { id: 1 } }));
     });
 
     it('403 FORBIDDEN for an entity type off the allow-list; 400 wins over 403', async () => {
@@ -136,9 +158,11 @@ describe('internal HTTP API (section 5)', () => {
   });
 
   describe('PUT /v1/timeline/{entityType}/{entityId}/items/{itemId}', () => {
-    it('accepts an item object, with or without id: 202 {"delivered":true}', async () => {
-      accepted(await api('PUT', '/v1/timeline/contact/c1/items/i1', { body: { id: 'i1', v: 2 } }));
-      accepted(await api('PUT', '/v1/timeline/contact/c1/items/77', { body: { v: 3 } }));
+    it('accepts an item object, with or without id: 202 {"delivered":true} (v2: with offset and epoch)', async () => {
+      consecutive(
+        delivered(await api('PUT', '/v1/timeline/contact/c1/items/i1', { body: { id: 'i1', v: 2 } })),
+        delivered(await api('PUT', '/v1/timeline/contact/c1/items/77', { body: { v: 3 } })),
+      );
     });
 
     it('400 INVALID_PAYLOAD for an item that is not an object or a bad itemId', async () => {
@@ -159,12 +183,14 @@ describe('internal HTTP API (section 5)', () => {
   });
 
   describe('POST /v1/timeline/{entityType}/{entityId}/refresh', () => {
-    it('accepts a reason string, null, {}, or no body: 202 {"delivered":true}', async () => {
-      accepted(await api('POST', '/v1/timeline/contact/c1/refresh', { body: { reason: 'import' } }));
-      accepted(await api('POST', '/v1/timeline/contact/c1/refresh', { body: { reason: null } }));
-      accepted(await api('POST', '/v1/timeline/contact/c1/refresh', { body: {} }));
-      accepted(await api('POST', '/v1/timeline/contact/c1/refresh'));
-      accepted(await api('POST', '/v1/timeline/contact/c1/refresh', { raw: '' }));
+    it('accepts a reason string, null, {}, or no body: 202 {"delivered":true} (v2: with offset and epoch)', async () => {
+      consecutive(
+        delivered(await api('POST', '/v1/timeline/contact/c1/refresh', { body: { reason: 'import' } })),
+        delivered(await api('POST', '/v1/timeline/contact/c1/refresh', { body: { reason: null } })),
+        delivered(await api('POST', '/v1/timeline/contact/c1/refresh', { body: {} })),
+        delivered(await api('POST', '/v1/timeline/contact/c1/refresh')),
+        delivered(await api('POST', '/v1/timeline/contact/c1/refresh', { raw: '' })),
+      );
     });
 
     it('400 INVALID_PAYLOAD for a reason that is not a string or null, or a body that is not an object', async () => {
@@ -237,8 +263,10 @@ describe('internal HTTP API (section 5)', () => {
     };
 
     it('a body of exactly max_body bytes is fine', async () => {
-      accepted(await api('POST', '/v1/timeline/contact/c1/items', { raw: sized(MAX_BODY) }));
-      accepted(await api('PUT', '/v1/timeline/contact/c1/items/1', { raw: sized(MAX_BODY) }));
+      consecutive(
+        delivered(await api('POST', '/v1/timeline/contact/c1/items', { raw: sized(MAX_BODY) })),
+        delivered(await api('PUT', '/v1/timeline/contact/c1/items/1', { raw: sized(MAX_BODY) })),
+      );
     });
 
     it('413 PAYLOAD_TOO_LARGE for a body over max_body', async () => {

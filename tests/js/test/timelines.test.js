@@ -1,6 +1,10 @@
 'use strict';
 
 // Contract section 4: live timelines, and their delivery from the internal API (section 5).
+// v2 (section 4.1) adds `offset` and `epoch` to the events, the publish replies
+// and the subscribe ack: `h.withPosition(v1 shape, { offset, epoch })` is the
+// exact shape for the target (the peer implements v1). Recovery with `since`
+// is tested in recovery.test.js.
 
 const { describe, it, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
@@ -23,6 +27,7 @@ describe('live timelines (section 4)', () => {
   for (const transport of h.TRANSPORTS) {
     describe(`over ${transport}`, () => {
       const connect = () => h.connect(server.url, { transports: [transport] });
+      // Subscribes; resolves with the ack (its `epoch` is the one the timeline's next event carries).
       const subscribe = async (s, entityType, entityId) => {
         const ack = await h.emitAck(s, 'timeline:subscribe', { entityType, entityId });
         assert.equal(ack.ok, true, JSON.stringify(ack));
@@ -34,7 +39,8 @@ describe('live timelines (section 4)', () => {
         const s = await connect();
         const e = h.uid('e');
         const ack = await h.emitAck(s, 'timeline:subscribe', { entityType: 'contact', entityId: e });
-        assert.deepEqual(ack, { ok: true, entityType: 'contact', entityId: e });
+        // Nothing published yet: offset 0, with the epoch the first event will carry.
+        assert.deepEqual(ack, h.withPosition({ ok: true, entityType: 'contact', entityId: e }, { offset: 0, epoch: h.epochOf(ack, 'ack') }));
         const ev = await h.nextEvent(s, 'timeline:subscribed');
         h.assertKeys(ev, ['entityType', 'entityId'], 'timeline:subscribed');
         assert.deepEqual(ev, { entityType: 'contact', entityId: e });
@@ -44,41 +50,43 @@ describe('live timelines (section 4)', () => {
         const s1 = await connect();
         const s2 = await connect();
         const e = h.uid('e');
-        await subscribe(s1, 'contact', e);
+        const epoch = h.epochOf(await subscribe(s1, 'contact', e), 'ack');
         await subscribe(s2, 'contact', e);
         const item = { id: 17, kind: 'note', body: 'hé 😀', nested: { list: [1, null, true] } };
         const res = await publishItem('contact', e, item);
-        h.assertKeys(res.json, ['delivered']);
-        assert.equal(res.json.delivered, true);
+        h.assertKeys(res.json, h.withPositionKeys(['delivered']));
+        assert.deepEqual(res.json, h.withPosition({ delivered: true }, { offset: 1, epoch }));
         for (const s of [s1, s2]) {
           const ev = await h.nextEvent(s, 'timeline:new_item');
-          h.assertKeys(ev, ['entityType', 'entityId', 'item'], 'timeline:new_item');
-          assert.deepEqual(ev, { entityType: 'contact', entityId: e, item });
+          h.assertKeys(ev, h.withPositionKeys(['entityType', 'entityId', 'item']), 'timeline:new_item');
+          assert.deepEqual(ev, h.withPosition({ entityType: 'contact', entityId: e, item }, { offset: 1, epoch }));
         }
-        await publishItem('contact', e, { id: 'str-id' });
-        assert.deepEqual((await h.nextEvent(s1, 'timeline:new_item')).item, { id: 'str-id' });
+        const res2 = await publishItem('contact', e, { id: 'str-id' });
+        assert.deepEqual(res2.json, h.withPosition({ delivered: true }, { offset: 2, epoch }));
+        assert.deepEqual(await h.nextEvent(s1, 'timeline:new_item'), h.withPosition({ entityType: 'contact', entityId: e, item: { id: 'str-id' } }, { offset: 2, epoch }));
       });
 
       it('timeline:item_updated carries { entityType, entityId, itemId, item }', async () => {
         const s = await connect();
         const e = h.uid('e');
-        await subscribe(s, 'deal', e);
+        const epoch = h.epochOf(await subscribe(s, 'deal', e), 'ack');
         const res = await api('PUT', `/v1/timeline/deal/${e}/items/42`, { body: { id: 42, status: 'won' } });
         assert.equal(res.status, 202, res.text);
-        assert.deepEqual(res.json, { delivered: true });
+        assert.deepEqual(res.json, h.withPosition({ delivered: true }, { offset: 1, epoch }));
         const ev = await h.nextEvent(s, 'timeline:item_updated');
-        h.assertKeys(ev, ['entityType', 'entityId', 'itemId', 'item'], 'timeline:item_updated');
-        assert.deepEqual(ev, { entityType: 'deal', entityId: e, itemId: '42', item: { id: 42, status: 'won' } });
+        h.assertKeys(ev, h.withPositionKeys(['entityType', 'entityId', 'itemId', 'item']), 'timeline:item_updated');
+        assert.deepEqual(ev, h.withPosition({ entityType: 'deal', entityId: e, itemId: '42', item: { id: 42, status: 'won' } }, { offset: 1, epoch }));
         // An item without an id is fine for an update.
         const res2 = await api('PUT', `/v1/timeline/deal/${e}/items/it-9`, { body: { status: 'lost' } });
         assert.equal(res2.status, 202, res2.text);
-        assert.deepEqual(await h.nextEvent(s, 'timeline:item_updated'), { entityType: 'deal', entityId: e, itemId: 'it-9', item: { status: 'lost' } });
+        assert.deepEqual(res2.json, h.withPosition({ delivered: true }, { offset: 2, epoch }));
+        assert.deepEqual(await h.nextEvent(s, 'timeline:item_updated'), h.withPosition({ entityType: 'deal', entityId: e, itemId: 'it-9', item: { status: 'lost' } }, { offset: 2, epoch }));
       });
 
       it('timeline:refresh carries { entityType, entityId, reason }, reason a string or null', async () => {
         const s = await connect();
         const e = h.uid('e');
-        await subscribe(s, 'contact', e);
+        const epoch = h.epochOf(await subscribe(s, 'contact', e), 'ack');
         const path = `/v1/timeline/contact/${e}/refresh`;
         const bodies = [
           [{ body: { reason: 'merged' } }, 'merged'],
@@ -87,13 +95,14 @@ describe('live timelines (section 4)', () => {
           [{}, null], // no body at all
           [{ raw: '' }, null], // an empty body
         ];
-        for (const [opts, reason] of bodies) {
+        for (const [i, [opts, reason]] of bodies.entries()) {
+          const position = { offset: i + 1, epoch };
           const res = await api('POST', path, opts);
           assert.equal(res.status, 202, `${JSON.stringify(opts)}: ${res.text}`);
-          assert.deepEqual(res.json, { delivered: true });
+          assert.deepEqual(res.json, h.withPosition({ delivered: true }, position));
           const ev = await h.nextEvent(s, 'timeline:refresh');
-          h.assertKeys(ev, ['entityType', 'entityId', 'reason'], 'timeline:refresh');
-          assert.deepEqual(ev, { entityType: 'contact', entityId: e, reason }, JSON.stringify(opts));
+          h.assertKeys(ev, h.withPositionKeys(['entityType', 'entityId', 'reason']), 'timeline:refresh');
+          assert.deepEqual(ev, h.withPosition({ entityType: 'contact', entityId: e, reason }, position), JSON.stringify(opts));
         }
       });
 
@@ -112,17 +121,18 @@ describe('live timelines (section 4)', () => {
         const s = await connect();
         const n = 1e9 + Math.floor(Math.random() * 1e9);
         const ack = await h.emitAck(s, 'timeline:subscribe', { entityType: 'contact', entityId: n });
-        assert.deepEqual(ack, { ok: true, entityType: 'contact', entityId: String(n) });
+        const epoch = h.epochOf(ack, 'ack');
+        assert.deepEqual(ack, h.withPosition({ ok: true, entityType: 'contact', entityId: String(n) }, { offset: 0, epoch }));
         await publishItem('contact', String(n), { id: 1 });
-        assert.deepEqual(await h.nextEvent(s, 'timeline:new_item'), { entityType: 'contact', entityId: String(n), item: { id: 1 } });
+        assert.deepEqual(await h.nextEvent(s, 'timeline:new_item'), h.withPosition({ entityType: 'contact', entityId: String(n), item: { id: 1 } }, { offset: 1, epoch }));
       });
 
       it('subscribing twice is one subscription: the second answers too, one delivery per publish', async () => {
         const s = await connect();
         const e = h.uid('e');
-        await subscribe(s, 'contact', e);
+        const epoch = h.epochOf(await subscribe(s, 'contact', e), 'ack');
         const ack = await h.emitAck(s, 'timeline:subscribe', { entityType: 'contact', entityId: e });
-        assert.deepEqual(ack, { ok: true, entityType: 'contact', entityId: e });
+        assert.deepEqual(ack, h.withPosition({ ok: true, entityType: 'contact', entityId: e }, { offset: 0, epoch }));
         assert.deepEqual(await h.nextEvent(s, 'timeline:subscribed'), { entityType: 'contact', entityId: e });
         await publishItem('contact', e, { id: 1 });
         await h.nextEvent(s, 'timeline:new_item');
@@ -175,8 +185,13 @@ describe('live timelines (section 4)', () => {
       it('a batch is delivered in order', async () => {
         const s = await connect();
         const e = h.uid('e');
-        await subscribe(s, 'contact', e);
-        await subscribe(s, 'deal', e);
+        const contact = { offset: 0, epoch: h.epochOf(await subscribe(s, 'contact', e), 'contact ack') };
+        const deal = { offset: 0, epoch: h.epochOf(await subscribe(s, 'deal', e), 'deal ack') };
+        // The position each event gets: the next offset of its own timeline.
+        const next = (tl) => {
+          tl.offset += 1;
+          return { ...tl };
+        };
         const events = [
           { type: 'new_item', entityType: 'contact', entityId: e, item: { id: 1 } },
           { type: 'item_updated', entityType: 'contact', entityId: e, itemId: 1, item: { id: 1, v: 2 } },
@@ -192,11 +207,11 @@ describe('live timelines (section 4)', () => {
         await h.quietPeriod(100); // no sixth delivery (`${e}-x` has no subscriber)
         const got = h.eventsOf(s).filter((x) => x.event.startsWith('timeline:')).map((x) => [x.event, x.args[0]]);
         assert.deepEqual(got, [
-          ['timeline:new_item', { entityType: 'contact', entityId: e, item: { id: 1 } }],
-          ['timeline:item_updated', { entityType: 'contact', entityId: e, itemId: '1', item: { id: 1, v: 2 } }],
-          ['timeline:refresh', { entityType: 'deal', entityId: e, reason: 'r1' }],
-          ['timeline:new_item', { entityType: 'contact', entityId: e, item: { id: 'two' } }],
-          ['timeline:refresh', { entityType: 'contact', entityId: e, reason: null }],
+          ['timeline:new_item', h.withPosition({ entityType: 'contact', entityId: e, item: { id: 1 } }, next(contact))],
+          ['timeline:item_updated', h.withPosition({ entityType: 'contact', entityId: e, itemId: '1', item: { id: 1, v: 2 } }, next(contact))],
+          ['timeline:refresh', h.withPosition({ entityType: 'deal', entityId: e, reason: 'r1' }, next(deal))],
+          ['timeline:new_item', h.withPosition({ entityType: 'contact', entityId: e, item: { id: 'two' } }, next(contact))],
+          ['timeline:refresh', h.withPosition({ entityType: 'contact', entityId: e, reason: null }, next(contact))],
         ]);
       });
 
