@@ -33,29 +33,26 @@ pub async fn typing_expiry(hub: Hub, stop: CancellationToken) {
 /// Every `sweep_interval`, removes viewers idle for `stale_after`.
 pub async fn stale_sweep(hub: Hub, stop: CancellationToken) {
     let period = hub.config().sweep_interval;
-    let mut ticks = interval_at(Instant::now() + period, period);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        hub.sweep_stale(hub.clock().now_ms());
-    }
+    every(period, stop, || hub.sweep_stale(hub.clock().now_ms())).await;
 }
 
 /// Ends timeline histories `history_ttl` after their last publish, checking
 /// ten times per `history_ttl` (at least every second, at most every minute).
 pub async fn history_expiry(hub: Hub, stop: CancellationToken) {
     let period = (hub.config().history_ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    every(period, stop, || hub.expire_histories(hub.clock().now_ms())).await;
+}
+
+/// Runs `tick` every `period` (the first time one period from now) until
+/// `stop`; a late tick delays the next ones rather than bunching them.
+async fn every(period: Duration, stop: CancellationToken, mut tick: impl FnMut()) {
     let mut ticks = interval_at(Instant::now() + period, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
+            _ = ticks.tick() => tick(),
         }
-        hub.expire_histories(hub.clock().now_ms());
     }
 }
 

@@ -180,14 +180,14 @@ impl ViewerRegistry {
             ticket,
             agent,
             name,
-            at,
-            since,
+            ..
         } = *view;
+        let since = view.since;
         let others = self.list(ticket);
         let viewer = Viewer {
             name: name.clone(),
             since,
-            last_activity: at,
+            last_activity: view.at,
             sockets: HashMap::new(),
         };
         self.tickets
@@ -217,14 +217,13 @@ impl ViewerRegistry {
             ticket,
             agent,
             name,
-            at,
-            since,
+            ..
         } = *view;
         let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
             return;
         };
-        viewer.last_activity = viewer.last_activity.max(at);
-        viewer.since = viewer.since.min(since);
+        viewer.last_activity = viewer.last_activity.max(view.at);
+        viewer.since = viewer.since.min(view.since);
         let renamed = viewer.name != *name;
         viewer.name = name.clone();
         let new_tab = !viewer.sockets.contains_key(&sid);
