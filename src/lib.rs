@@ -26,6 +26,8 @@
 //! - `auth`: JWT verification at the handshake, token expiry times.
 //! - `internal_api`: the backend HTTP API (publishes, viewers, stats, probes).
 //! - `public`: the public listener (Socket.IO, `/health`, origin policy).
+//! - `http_server`: the accept loop both listeners run (header read timeout,
+//!   graceful drain).
 //! - `cluster`: replication of presence and publishes over Redis pub/sub.
 //! - `background`: the timers (typing timeouts, stale sweep, token expiry).
 //! - `metrics`: Prometheus counters and gauges.
@@ -48,6 +50,7 @@ mod delivery;
 mod error;
 mod history;
 mod http_error;
+mod http_server;
 mod hub;
 mod ids;
 mod internal_api;

@@ -3,6 +3,7 @@
 //! `realtime` with the small client of `sio`; `tests/js` tests both again
 //! with the real socket.io-client.
 
+mod edge;
 mod helpers;
 mod realtime;
 mod recovery;
