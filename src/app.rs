@@ -8,6 +8,7 @@ use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::CONNECT_TIMEOUT;
 use crate::cluster::{self, ClusterLink};
 use crate::config::Config;
 use crate::delivery::Outbox;
@@ -67,6 +68,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
         .max_buffer_size(SOCKET_BUFFER)
         .ws_read_buffer_size(WS_READ_CHUNK)
+        .connect_timeout(CONNECT_TIMEOUT)
         .build_layer();
     let (outbox, delivery_task) = Outbox::start(io.clone());
     let node_id = node_id();
@@ -89,7 +91,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     let stop_accepting = CancellationToken::new();
     let public_server = http_server::spawn(
         listeners.public,
-        public::router(socketio_layer, config.cors_origins.clone()),
+        public::router(socketio_layer, config.cors_origins.clone(), hub.clone()),
         config.header_read_timeout,
         &stop_accepting,
     );

@@ -1,6 +1,6 @@
 //! Errors of the two HTTP listeners (contract §5 for the internal API; the
-//! public one answers `NOT_FOUND` and `FORBIDDEN` the same way) and their
-//! JSON form: `{ "error": { "code", "message" } }`.
+//! public one answers `NOT_FOUND`, `FORBIDDEN` and `OVER_CAPACITY` the same
+//! way) and their JSON form: `{ "error": { "code", "message" } }`.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -33,6 +33,9 @@ pub enum HttpError {
     RequestTimeout(std::time::Duration),
     #[error("{0}")]
     NotReady(String),
+    /// A Socket.IO handshake while the node holds `max_connections`.
+    #[error("this server is at capacity; retry later")]
+    OverCapacity,
 }
 
 impl HttpError {
@@ -45,7 +48,7 @@ impl HttpError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady(_) | Self::OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -60,6 +63,7 @@ impl HttpError {
             Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Self::RequestTimeout(_) => "REQUEST_TIMEOUT",
             Self::NotReady(_) => "NOT_READY",
+            Self::OverCapacity => "OVER_CAPACITY",
         }
     }
 }

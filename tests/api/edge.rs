@@ -1,6 +1,7 @@
-//! Hostile traffic at the edge (contract §6 `header_read_timeout`): slow
-//! and idle requests are closed on both listeners, WebSockets and
-//! long-polls are not.
+//! Hostile traffic at the edge (contract §6 `header_read_timeout`,
+//! `max_connections`): slow and idle requests are closed on both
+//! listeners, WebSockets and long-polls are not, and a node at capacity
+//! answers handshakes 503.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
 use crate::sio::{SioClient, WAIT};
 
 /// `header_read_timeout` in these tests.
@@ -184,5 +185,59 @@ async fn websockets_and_long_polls_outlive_the_header_timeout() {
     }
     websocket.close().await;
     polling.close().await;
+    app.shutdown().await.unwrap();
+}
+
+/// The node's Socket.IO sockets, from `/v1/stats`.
+async fn connections(app: &TestApp) -> u64 {
+    let stats: Value = fresh_http()
+        .get(app.internal_url("/v1/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["connections"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn beyond_max_connections_handshakes_get_503_until_a_client_leaves() {
+    let app = spawn_app(&["--max-connections", "2"]).await;
+    let first = SioClient::websocket(app.public).await;
+    let second = SioClient::polling(app.public).await;
+
+    let handshake = app.public_url("/socket.io/?EIO=4&transport=polling");
+    let res = fresh_http().get(&handshake).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "OVER_CAPACITY", "{body}");
+    let ws_url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.public);
+    match tokio_tungstenite::connect_async(&ws_url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 503),
+        other => panic!("expected 503 for a websocket handshake, got {other:?}"),
+    }
+    let metrics = fresh_http()
+        .get(app.internal_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("switchboard_connections_refused_total 2"), "{metrics}");
+
+    first.close().await;
+    let deadline = Instant::now() + WAIT;
+    while connections(&app).await > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the first client is still counted after {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let third = SioClient::polling(app.public).await;
+    second.close().await;
+    third.close().await;
     app.shutdown().await.unwrap();
 }
