@@ -4,17 +4,16 @@
 use std::future::Future;
 use std::io;
 
-use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::CONNECT_TIMEOUT;
 use crate::cluster::{self, ClusterLink};
 use crate::config::Config;
 use crate::delivery::Outbox;
 use crate::hub::Hub;
-use crate::{background, internal_api, public, realtime};
+use crate::{background, http_server, internal_api, public, realtime};
 
 /// Queued packets a socket may hold before emits to it are dropped. A batch
 /// publish sends up to 1000 events at once to one room; socketioxide's
@@ -69,6 +68,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
         .max_buffer_size(SOCKET_BUFFER)
         .ws_read_buffer_size(WS_READ_CHUNK)
+        .connect_timeout(CONNECT_TIMEOUT)
         .build_layer();
     let (outbox, delivery_task) = Outbox::start(io.clone());
     let node_id = node_id();
@@ -89,12 +89,18 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     let public_addr = listeners.public.local_addr()?;
     let internal_addr = listeners.internal.local_addr()?;
     let stop_accepting = CancellationToken::new();
-    let public_server = serve(
+    let public_server = http_server::spawn(
         listeners.public,
-        public::router(socketio_layer, config.cors_origins.clone()),
+        public::router(socketio_layer, config.cors_origins.clone(), hub.clone()),
+        config.header_read_timeout,
         &stop_accepting,
     );
-    let internal_server = serve(listeners.internal, internal_api::router(hub.clone()), &stop_accepting);
+    let internal_server = http_server::spawn(
+        listeners.internal,
+        internal_api::router(hub.clone()),
+        config.header_read_timeout,
+        &stop_accepting,
+    );
 
     let stop_timers = CancellationToken::new();
     let timers = [
@@ -138,19 +144,6 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     report("delivery task", delivery_task.await.map(Ok));
     tracing::info!("stopped");
     Ok(())
-}
-
-fn serve(listener: TcpListener, router: axum::Router, stop: &CancellationToken) -> JoinHandle<io::Result<()>> {
-    // Small Socket.IO frames must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let stop = stop.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    })
 }
 
 fn report(what: &str, outcome: Result<io::Result<()>, tokio::task::JoinError>) {

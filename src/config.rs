@@ -202,6 +202,15 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_CLIENT_QUEUE_MAX", default_value = "1024")]
     pub client_queue_max: usize,
 
+    /// A request whose headers (on the internal API: whose body too) have not all arrived within this is closed, on both listeners (v2)
+    #[arg(long, env = "SWITCHBOARD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration::parse)]
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub header_read_timeout: Duration,
+
+    /// Socket.IO connections this node accepts; beyond it a handshake gets HTTP 503; 0 = no limit (v2)
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value = "0")]
+    pub max_connections: usize,
+
     /// Per-socket event rate (burst twice that); 0 = off
     #[arg(long, env = "SWITCHBOARD_EVENTS_PER_SECOND", default_value = "50")]
     pub events_per_second: u32,
@@ -577,6 +586,8 @@ mod tests {
         assert_eq!(c.max_tickets_per_socket, 100);
         assert_eq!(c.max_timelines_per_socket, 500);
         assert_eq!(c.events_per_second, 50);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_connections, 0);
         assert_eq!(c.entity_types, None);
         assert_eq!(c.cors_origins, None);
         assert_eq!(c.log_format, LogFormat::Text);
@@ -603,6 +614,8 @@ mod tests {
     fn bad_values_name_their_key() {
         assert_eq!(refused(&["--typing-timeout", "banana"]), "typing_timeout");
         assert_eq!(refused(&["--typing-timeout", "0s"]), "typing_timeout");
+        assert_eq!(refused(&["--header-read-timeout", "0s"]), "header_read_timeout");
+        assert_eq!(refused(&["--max-connections", "lots"]), "max_connections");
         assert_eq!(refused(&["--max-body", "-1"]), "command line");
         assert_eq!(refused(&["--max-body", "lots"]), "max_body");
         assert_eq!(refused(&["--events-per-second=-3"]), "events_per_second");

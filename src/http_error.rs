@@ -1,6 +1,6 @@
 //! Errors of the two HTTP listeners (contract §5 for the internal API; the
-//! public one answers `NOT_FOUND` and `FORBIDDEN` the same way) and their
-//! JSON form: `{ "error": { "code", "message" } }`.
+//! public one answers `NOT_FOUND`, `FORBIDDEN` and `OVER_CAPACITY` the same
+//! way) and their JSON form: `{ "error": { "code", "message" } }`.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -27,8 +27,15 @@ pub enum HttpError {
     MethodNotAllowed,
     #[error("the body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body did not all arrive within `header_read_timeout` (the
+    /// contract's table has no row for it; see docs/behaviour.md).
+    #[error("the body did not arrive within {0:?}")]
+    RequestTimeout(std::time::Duration),
     #[error("{0}")]
     NotReady(String),
+    /// A Socket.IO handshake while the node holds `max_connections`.
+    #[error("this server is at capacity; retry later")]
+    OverCapacity,
 }
 
 impl HttpError {
@@ -40,7 +47,8 @@ impl HttpError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::NotReady(_) | Self::OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -53,7 +61,9 @@ impl HttpError {
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            Self::RequestTimeout(_) => "REQUEST_TIMEOUT",
             Self::NotReady(_) => "NOT_READY",
+            Self::OverCapacity => "OVER_CAPACITY",
         }
     }
 }

@@ -10,10 +10,12 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use socketioxide::socket::Sid;
 use tokio::sync::Notify;
 
+use crate::admission::{CONNECT_TIMEOUT, Connections};
 use crate::auth::Expiries;
 use crate::clock::Clock;
 use crate::cluster::ClusterLink;
@@ -45,14 +47,15 @@ struct Shared {
     /// The other nodes, when Redis is configured.
     cluster: Option<ClusterLink>,
     // Lock order: none. `presence`, `timelines`, `histories` and
-    // `local_sockets` are never held together; an operation that needs two
+    // `connections` are never held together; an operation that needs two
     // reads one, lets go, then takes the other.
     presence: Mutex<ViewerRegistry>,
     timelines: Mutex<TimelineRegistry>,
     /// Offsets, epochs and recent events of the timelines (single instance).
     histories: Mutex<Histories>,
-    /// This node's sockets (the registry also holds other nodes').
-    local_sockets: Mutex<HashSet<Sid>>,
+    /// This node's sockets (the registry also holds other nodes') and the
+    /// handshakes on their way to being sockets (`max_connections`).
+    connections: Mutex<Connections>,
     /// Sockets to disconnect when their token expires.
     expiries: Expiries,
     /// Woken when a typing deadline may have moved earlier.
@@ -123,7 +126,7 @@ impl Hub {
                     config.history_ttl.as_millis() as u64,
                     socketioxide::socket::Sid::new().to_string(),
                 )),
-                local_sockets: Mutex::new(HashSet::new()),
+                connections: Mutex::new(Connections::new(config.max_connections, CONNECT_TIMEOUT)),
                 expiries: Expiries::default(),
                 typing_changed: Notify::new(),
                 serving: AtomicBool::new(false),
@@ -154,10 +157,26 @@ impl Hub {
 
     // --- this node's sockets -------------------------------------------------
 
+    /// Lets an Engine.IO handshake in unless this node holds
+    /// `max_connections` sockets and handshakes; a refusal is counted.
+    pub fn admit_handshake(&self) -> bool {
+        let admitted = lock(&self.shared.connections).admit(Instant::now());
+        if !admitted {
+            self.shared.metrics.connections_refused.inc();
+        }
+        admitted
+    }
+
+    /// A handshake let in by [`Hub::admit_handshake`] opened no session, or
+    /// its Socket.IO CONNECT was refused.
+    pub fn handshake_failed(&self) {
+        lock(&self.shared.connections).handshake_failed();
+    }
+
     /// A socket passed the handshake; `token_expiry` (seconds since the
     /// epoch) is when its token stops being valid.
     pub fn socket_connected(&self, sid: Sid, token_expiry: Option<u64>) {
-        lock(&self.shared.local_sockets).insert(sid);
+        lock(&self.shared.connections).connected(sid);
         self.shared.metrics.connections_opened.inc();
         if let Some(at) = token_expiry {
             self.shared.expiries.schedule(sid, at);
@@ -168,14 +187,14 @@ impl Hub {
     pub fn socket_disconnected(&self, sid: Sid) {
         let _ = self.apply_local(PresenceOp::Disconnect { sid });
         lock(&self.shared.timelines).disconnect(sid);
-        lock(&self.shared.local_sockets).remove(&sid);
+        lock(&self.shared.connections).disconnected(sid);
     }
 
     /// This node's sockets, when the registry also holds other nodes'
     /// (`None`: every socket in it is local).
     fn local_sids(&self) -> Option<HashSet<Sid>> {
         self.shared.cluster.as_ref()?;
-        Some(lock(&self.shared.local_sockets).clone())
+        Some(lock(&self.shared.connections).sockets().clone())
     }
 
     // --- presence ------------------------------------------------------------
@@ -451,7 +470,7 @@ impl Hub {
 
     /// This node's own figures, as told to the others.
     pub fn node_counts(&self) -> NodeCounts {
-        let connections = lock(&self.shared.local_sockets).len() as i64;
+        let connections = lock(&self.shared.connections).sockets().len() as i64;
         let timelines = lock(&self.shared.timelines);
         NodeCounts {
             connections,
@@ -463,7 +482,7 @@ impl Hub {
     /// This node's figures: in a cluster the registry holds everyone's
     /// viewers, so only those with a socket here count.
     pub fn stats(&self) -> NodeStats {
-        let connections = lock(&self.shared.local_sockets).len();
+        let connections = lock(&self.shared.connections).sockets().len();
         let presence = match self.local_sids() {
             None => lock(&self.shared.presence).stats(),
             Some(local) => lock(&self.shared.presence).stats_where(|sid| local.contains(&sid)),

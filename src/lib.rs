@@ -13,6 +13,7 @@
 //! - `timelines`: timeline events and the subscriptions per socket and room.
 //! - `history`: timeline offsets, epochs and the events kept for recovery.
 //! - `rate_limit`: the per-socket token bucket; `clock`: monotonic epoch ms.
+//! - `admission`: this node's connections and the `max_connections` rule.
 //!
 //! State and the way out:
 //! - `hub`: the node's shared state and its operations; decides under its
@@ -25,7 +26,10 @@
 //! - `realtime`: Socket.IO handlers: rate limit, parse, call the hub, queue the ack.
 //! - `auth`: JWT verification at the handshake, token expiry times.
 //! - `internal_api`: the backend HTTP API (publishes, viewers, stats, probes).
-//! - `public`: the public listener (Socket.IO, `/health`, origin policy).
+//! - `public`: the public listener (Socket.IO, `/health`, origin policy,
+//!   `max_connections`).
+//! - `http_server`: the accept loop both listeners run (header read timeout,
+//!   graceful drain).
 //! - `cluster`: replication of presence and publishes over Redis pub/sub.
 //! - `background`: the timers (typing timeouts, stale sweep, token expiry).
 //! - `metrics`: Prometheus counters and gauges.
@@ -38,6 +42,7 @@
 //! A backend publish flows: `internal_api` (validate) → `hub::publish` (outbox
 //! here, `cluster` for the others) → the delivery task of every node.
 
+mod admission;
 pub mod app;
 mod auth;
 mod background;
@@ -49,6 +54,7 @@ mod error;
 pub mod healthcheck;
 mod history;
 mod http_error;
+mod http_server;
 mod hub;
 mod ids;
 mod internal_api;

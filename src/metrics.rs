@@ -21,6 +21,8 @@ pub struct Snapshot {
 pub struct Metrics {
     registry: Registry,
     pub connections_opened: IntCounter,
+    /// Socket.IO handshakes refused because the node held `max_connections`.
+    pub connections_refused: IntCounter,
     /// Client events by `event` (a contract name or `unknown`) and `outcome`
     /// (`ok` or an error code).
     pub client_events: IntCounterVec,
@@ -61,6 +63,10 @@ impl Metrics {
         let m = Self {
             registry: Registry::new(),
             connections_opened: counter("connections_opened_total", "Socket.IO connections accepted."),
+            connections_refused: counter(
+                "connections_refused_total",
+                "Socket.IO handshakes refused with 503: the node held max_connections.",
+            ),
             client_events: family(
                 "client_events_total",
                 "Client events by event and outcome.",
@@ -93,6 +99,7 @@ impl Metrics {
         }
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.connections_opened.clone()),
+            Box::new(m.connections_refused.clone()),
             Box::new(m.client_events.clone()),
             Box::new(m.published.clone()),
             Box::new(m.internal_requests.clone()),

@@ -1,11 +1,11 @@
-//! The public listener: Socket.IO at `/socket.io/`, `GET /health`, and the
-//! browser-origin policy of contract §1.
+//! The public listener: Socket.IO at `/socket.io/`, `GET /health`, the
+//! browser-origin policy of contract §1 and `max_connections` (§6).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,9 +15,13 @@ use tower::Layer;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::http_error::HttpError;
+use crate::hub::Hub;
+
+/// Where engineioxide serves (socketioxide's default path).
+const SOCKET_IO_PATH: &str = "/socket.io";
 
 /// The public routes around the Socket.IO layer.
-pub fn router(socketio: SocketIoLayer, cors_origins: Option<Vec<String>>) -> Router {
+pub fn router(socketio: SocketIoLayer, cors_origins: Option<Vec<String>>, hub: Hub) -> Router {
     let plain = Router::new()
         .route("/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
         .fallback(|| async { HttpError::NotFound });
@@ -26,7 +30,9 @@ pub fn router(socketio: SocketIoLayer, cors_origins: Option<Vec<String>>) -> Rou
     // sessions (a polling client would then hit "Session ID unknown").
     let routes = Router::new()
         .fallback_service(socketio.layer(plain))
-        .layer(middleware::map_request(detach_head));
+        .layer(middleware::map_request(detach_head))
+        // Inside CORS, so that a browser sees the 503 and not a CORS error.
+        .layer(middleware::from_fn_with_state(hub, limit_connections));
     match cors_origins {
         None => routes.layer(
             CorsLayer::new()
@@ -60,6 +66,41 @@ async fn refuse_foreign_origin(State(origins): State<Arc<Vec<String>>>, request:
     next.run(request).await
 }
 
+/// An Engine.IO handshake (a GET without `sid`) gets 503 `OVER_CAPACITY`
+/// while the node holds `max_connections`; socket.io-client then retries
+/// with its reconnection backoff. A handshake let in that opens no session
+/// gives its place back.
+async fn limit_connections(State(hub): State<Hub>, request: Request, next: Next) -> Response {
+    if !is_handshake(&request) {
+        return next.run(request).await;
+    }
+    if !hub.admit_handshake() {
+        return HttpError::OverCapacity.into_response();
+    }
+    let response = next.run(request).await;
+    // 200 with the open packet (polling) or 101 (websocket); anything else
+    // is engineioxide refusing the request.
+    let status = response.status();
+    if !(status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS) {
+        hub.handshake_failed();
+    }
+    response
+}
+
+/// Whether engineioxide would open a session for this request, as it tells
+/// them apart: under its path, `GET`, no `sid` in the query.
+fn is_handshake(request: &Request) -> bool {
+    let uri = request.uri();
+    let has_sid = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("sid=")));
+    let under_path = uri
+        .path()
+        .strip_prefix(SOCKET_IO_PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    request.method() == Method::GET && under_path && !has_sid
+}
+
 /// Copies the request's URI and headers out of hyper's connection buffer.
 ///
 /// hyper parses them as slices of its 8–16 KiB read buffer, and engineioxide
@@ -79,4 +120,42 @@ async fn detach_head(mut request: Request) -> Request {
     }
     *request.headers_mut() = copied;
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+
+    use super::*;
+
+    fn request(method: Method, uri: &str) -> Request {
+        Request::builder().method(method).uri(uri).body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn a_handshake_is_a_get_under_the_path_without_sid() {
+        assert!(is_handshake(&request(
+            Method::GET,
+            "/socket.io/?EIO=4&transport=polling"
+        )));
+        assert!(is_handshake(&request(
+            Method::GET,
+            "/socket.io?EIO=4&transport=websocket"
+        )));
+        // The polling session's requests and its upgrade to a websocket.
+        assert!(!is_handshake(&request(
+            Method::GET,
+            "/socket.io/?EIO=4&transport=polling&sid=abc"
+        )));
+        assert!(!is_handshake(&request(
+            Method::GET,
+            "/socket.io/?sid=abc&EIO=4&transport=websocket"
+        )));
+        assert!(!is_handshake(&request(
+            Method::POST,
+            "/socket.io/?EIO=4&transport=polling"
+        )));
+        assert!(!is_handshake(&request(Method::GET, "/socket.iox/?EIO=4")));
+        assert!(!is_handshake(&request(Method::GET, "/health")));
+    }
 }

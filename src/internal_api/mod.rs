@@ -1,6 +1,7 @@
 //! The internal HTTP API for backend services (contract §5), served on its
 //! own listener so it is never exposed with the public Socket.IO port.
 
+mod deadline;
 pub mod publish;
 
 use axum::Router;
@@ -40,6 +41,7 @@ pub fn router(hub: Hub) -> Router {
         .merge(protected)
         .fallback(|| async { HttpError::NotFound })
         .method_not_allowed_fallback(|| async { HttpError::MethodNotAllowed })
+        .layer(middleware::map_request_with_state(hub.clone(), deadline::bound_body))
         .layer(middleware::from_fn_with_state(hub.clone(), count_requests))
         .with_state(hub)
 }
@@ -112,12 +114,17 @@ fn timeline(entity_type: String, entity_id: String) -> Result<TimelineKey> {
     )?)
 }
 
-/// Reads the body as JSON within `max_body`; `None` when it is empty.
+/// Reads the body as JSON within `max_body` and its deadline; `None` when
+/// it is empty.
 async fn read_json(hub: &Hub, body: Body) -> Result<Option<Value>> {
     let max_body = hub.config().max_body;
-    let bytes = to_bytes(body, max_body)
-        .await
-        .map_err(|_| HttpError::PayloadTooLarge(max_body))?;
+    let bytes = to_bytes(body, max_body).await.map_err(|e| {
+        if deadline::timed_out(&e) {
+            HttpError::RequestTimeout(hub.config().header_read_timeout)
+        } else {
+            HttpError::PayloadTooLarge(max_body)
+        }
+    })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }

@@ -51,6 +51,7 @@ pub fn attach(io: &SocketIo, hub: Hub, outbox: Outbox) {
                     Err(e) => {
                         tracing::debug!(sid = %socket.id, reason = %e.0, "handshake refused");
                         hub.metrics().client_event("connect", "UNAUTHORIZED");
+                        hub.handshake_failed();
                         return Err(e);
                     }
                 },

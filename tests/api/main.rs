@@ -4,6 +4,7 @@
 //! with the real socket.io-client.
 
 mod container;
+mod edge;
 mod helpers;
 mod realtime;
 mod recovery;
