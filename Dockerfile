@@ -6,6 +6,7 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY vendor ./vendor
 RUN cargo build --release --locked --bin switchboard
 
 FROM debian:bookworm-slim
