@@ -4,7 +4,7 @@
 //! Other functions are used internally to handle the websocket connection through tasks and channels
 //! and to handle upgrade from polling to ws
 
-use std::sync::Arc;
+use std::{sync::Arc, task::Poll};
 
 use futures_util::{
     SinkExt, StreamExt, TryStreamExt,
@@ -27,7 +27,7 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    errors::Error, handler::EngineIoHandler, transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -214,8 +214,8 @@ where
                     break;
                 }
                 Packet::Pong | Packet::Ping => {
-                    // A full channel means that the client is already known to be alive.
-                    socket.heartbeat_tx.try_send(()).ok();
+                    // A pending notification means that the client is already known to be alive.
+                    socket.heartbeat.notify_one();
                     Ok::<(), Error>(())
                 }
                 Packet::Message(msg) => {
@@ -259,7 +259,7 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
 {
     // A polling request that was in progress during the upgrade may still hold the lock.
     let lock = socket.internal_rx.lock();
-    let Some(mut internal_rx) = lock
+    let Some(_internal_rx) = lock
         .with_cancellation_token(&socket.cancellation_token)
         .await
     else {
@@ -267,11 +267,6 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
         return;
     };
-    let InternalRx {
-        buffered_rx,
-        volatile_rx,
-        ..
-    } = &mut *internal_rx;
 
     // map a packet to a websocket message
     // It is declared as a macro rather than a closure to avoid ownership issues
@@ -310,13 +305,13 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
     loop {
         tokio::select! {
             biased;
-            items = buffered_rx.recv() => {
+            items = std::future::poll_fn(|cx| socket.queue.poll_recv(cx)) => {
                 match items {
                     Some(packets) => {
                         for item in packets {
                             map_fn!(item);
                         }
-                        while let Ok(packets) = buffered_rx.try_recv() {
+                        while let Poll::Ready(Some(packets)) = socket.queue.try_recv() {
                             for item in packets {
                                 map_fn!(item);
                             }
@@ -326,16 +321,6 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                 }
             }
             _ = socket.cancellation_token.cancelled() => break,
-            Ok(()) = volatile_rx.changed() => {
-                let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in packets {
-                        map_fn!(item);
-                    }
-                }
-            },
         }
 
         #[cfg(feature = "tracing")]
@@ -407,9 +392,8 @@ where
 
     // We send a last Noop request to close a potential waiting polling request.
     socket
-        .internal_tx
-        .send(smallvec![Packet::Noop])
-        .await
+        .queue
+        .send_ignoring_bound(smallvec![Packet::Noop])
         .map_err(|_| Error::Upgrade)?;
 
     // wait for any current polling connection to finish by waiting for the socket to be unlocked
