@@ -57,6 +57,10 @@ impl PacketQueue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    #[allow(
+        clippy::result_large_err,
+        reason = "the result of tokio's `Sender::try_send`"
+    )]
     pub(crate) fn try_send(&self, packets: PacketBuf) -> Result<(), TrySendError<PacketBuf>> {
         let state = self.state();
         if state.closed {
@@ -83,13 +87,14 @@ impl PacketQueue {
 
     /// Queues `packets` even when the queue is full: for the NOOP packet that ends
     /// a pending polling request during an upgrade, which must not wait for room.
-    pub(crate) fn send_ignoring_bound(&self, packets: PacketBuf) -> Result<(), PacketBuf> {
+    /// `false` if the queue is closed.
+    pub(crate) fn send_ignoring_bound(&self, packets: PacketBuf) -> bool {
         let state = self.state();
         if state.closed {
-            return Err(packets);
+            return false;
         }
         Self::push(state, packets);
-        Ok(())
+        true
     }
 
     /// Keeps `packets` as the latest volatile packets, replacing unsent ones.
@@ -256,7 +261,7 @@ mod tests {
             Err(TrySendError::Closed(_))
         ));
         assert!(matches!(queue.try_reserve(), Err(TrySendError::Closed(()))));
-        assert!(queue.send_ignoring_bound(msg("b")).is_err());
+        assert!(!queue.send_ignoring_bound(msg("b")));
         assert!(!queue.send_volatile(msg("v")));
         permit.send(msg("c"));
         assert!(matches!(recv(&queue), Poll::Ready(Some(p)) if p == msg("a")));

@@ -4,12 +4,15 @@
 //! Other functions are used internally to handle the websocket connection through tasks and channels
 //! and to handle upgrade from polling to ws
 
-use std::{sync::Arc, task::Poll};
-
-use futures_util::{
-    SinkExt, StreamExt, TryStreamExt,
-    stream::{SplitSink, SplitStream},
+use std::{
+    future::poll_fn,
+    ops::ControlFlow,
+    pin::pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
 };
+
+use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use smallvec::smallvec;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,7 +26,7 @@ use tokio_tungstenite::{
 };
 use tokio_util::future::FutureExt as _;
 
-use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
+use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
@@ -159,181 +162,262 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
         (socket, ws)
     };
-    let (tx, rx) = ws.split();
-
-    // Pipe between websocket and internal socket channel.
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
-
-    // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
-        .with_cancellation_token(&socket.cancellation_token)
-        .await
-    {
-        Some(Err(ref e)) => {
-            let reason =
-                Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
-
-            #[cfg(feature = "tracing")]
-            tracing::debug!("error when handling packet: {:?}", e);
-            engine.close_session(socket.id, reason);
-        }
-        Some(Ok(())) => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "ws transport was closed");
-            engine.close_session(socket.id, DisconnectReason::TransportClose);
-        }
-        None => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "socket is closing");
-        }
-    }
+    // An upgraded session keeps the heartbeat task that its polling transport started.
+    let with_heartbeat = sid.is_none();
+    tokio::spawn(run_session(engine, socket, ws, with_heartbeat));
     Ok(())
 }
 
-/// Forwards all packets received from a websocket to a EngineIo [`Socket`]
-async fn forward_to_handler<H: EngineIoHandler, S>(
-    engine: &Arc<EngineIo<H>>,
-    mut rx: SplitStream<WebSocketStream<S>>,
-    socket: &Arc<Socket<H::Data>>,
-) -> Result<(), Error>
+/// Runs a websocket session until it is closed, in a single task: reads the
+/// websocket and hands packets to the [`Socket`], writes the packets queued in the
+/// socket, and runs the heartbeat if `with_heartbeat` is set.
+///
+/// Reading and writing progress independently, as they did in two tasks: a write
+/// that a slow client blocks does not stop its pongs from being read, and the other
+/// way round.
+// Not an `async fn`: that would keep a second copy of the arguments, `ws` included
+// (300 bytes per session).
+#[allow(clippy::manual_async_fn)]
+fn run_session<H: EngineIoHandler, S>(
+    engine: Arc<EngineIo<H>>,
+    socket: Arc<Socket<H::Data>>,
+    mut ws: WebSocketStream<S>,
+    with_heartbeat: bool,
+) -> impl Future<Output = ()> + Send + 'static
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    while let Some(msg) = rx.try_next().await? {
-        match msg {
-            Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
-                Packet::Close => {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] closing session", socket.id);
-                    engine.close_session(socket.id, DisconnectReason::TransportClose);
-                    break;
-                }
-                Packet::Pong | Packet::Ping => {
-                    // A pending notification means that the client is already known to be alive.
-                    socket.heartbeat.notify_one();
-                    Ok::<(), Error>(())
-                }
-                Packet::Message(msg) => {
-                    engine.handler.on_message(msg, socket.clone());
-                    Ok(())
-                }
-                p => return Err(Error::BadPacket(p)),
-            },
-            Message::Binary(mut data) => {
-                if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
-                    // The first byte is the message type, which we don't need.
-                    data = data.split_off(1);
-                }
-                engine.handler.on_binary(data, socket.clone());
-                Ok(())
-            }
-            Message::Close(_) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!("websocket closed, closing session");
-                engine.close_session(socket.id, DisconnectReason::TransportClose);
-                break;
-            }
-            _ => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(sid = ?socket.id, "unexpected ws message");
-                Ok(())
-            }
-        }?
-    }
-    Ok(())
-}
+    async move {
+        let (interval, timeout) = (engine.config.ping_interval, engine.config.ping_timeout);
+        let mut heartbeat = pin!(with_heartbeat.then(|| socket.heartbeat(interval, timeout)));
+        let mut cancelled = pin!(socket.cancellation_token.cancelled());
+        // A polling request that was in progress during the upgrade may still hold the lock.
+        let mut lock = pin!(socket.internal_rx.lock());
+        let mut internal_rx = None;
+        let mut reading = true;
+        let mut write = Write::Idle;
 
-/// Forwards all packets waiting to be sent to the websocket
-///
-/// The websocket stream is flushed only when the internal channel is drained
-async fn forward_to_socket<H: EngineIoHandler, S>(
-    socket: Arc<Socket<H::Data>>,
-    mut tx: SplitSink<WebSocketStream<S>, Message>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    // A polling request that was in progress during the upgrade may still hold the lock.
-    let lock = socket.internal_rx.lock();
-    let Some(_internal_rx) = lock
-        .with_cancellation_token(&socket.cancellation_token)
+        poll_fn(|cx| {
+            // Like the former reader and heartbeat tasks, stop at once when the session is closed.
+            if reading && !socket.cancellation_token.is_cancelled() {
+                reading = poll_read(&engine, &socket, &mut ws, cx).is_pending();
+            }
+            if !socket.cancellation_token.is_cancelled()
+                && let Some(job) = heartbeat.as_mut().as_pin_mut()
+                && job.poll(cx).is_ready()
+            {
+                heartbeat.set(None);
+            }
+
+            let closing = cancelled.as_mut().poll(cx).is_ready();
+            if internal_rx.is_none() {
+                match lock.as_mut().poll(cx) {
+                    Poll::Ready(guard) => internal_rx = Some(guard),
+                    Poll::Pending if closing => {
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            write.poll(&socket, &mut ws, closing, cx)
+        })
         .await
-    else {
-        #[cfg(feature = "tracing")]
-        tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
-        return;
-    };
+    }
+}
 
-    // map a packet to a websocket message
-    // It is declared as a macro rather than a closure to avoid ownership issues
-    macro_rules! map_fn {
-            ($item:ident) => {
-                let res = match $item {
-                    Packet::Binary(bin) | Packet::BinaryV3(bin) => {
-                        if socket.protocol == ProtocolVersion::V3 {
-                            // v3 protocol requires packet type as the first byte.
-                            // This requires a new buffer. This is OK as it is only for the V3 protocol.
-                            let mut buff = Vec::with_capacity(bin.len() + 1);
-                            buff.push(0x04);
-                            buff.extend(bin);
-                            tx.feed(Message::Binary(buff.into())).await
-                        } else {
-                            tx.feed(Message::Binary(bin)).await
-                        }
-                    }
-                    // A Noop Packet maybe sent by the server to upgrade from a polling connection
-                    // In the case that the packet was not poll in time it will remain in the buffer and therefore
-                    // it should be discarded here
-                    Packet::Noop => Ok(()),
-                    _ => {
-                        let packet: String = $item.try_into().unwrap();
-                        tx.feed(Message::Text(packet.into())).await
-                    }
-                };
-                if let Err(_e) = res {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
-                }
-            };
-        }
-
-    // Forward buffered packets until the channel is closed or the session is cancelled.
+/// Reads the messages the websocket has ready. `Ready` once the client or the
+/// connection closed the session.
+fn poll_read<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    socket: &Arc<Socket<H::Data>>,
+    ws: &mut WebSocketStream<S>,
+    cx: &mut Context<'_>,
+) -> Poll<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     loop {
-        tokio::select! {
-            biased;
-            items = std::future::poll_fn(|cx| socket.queue.poll_recv(cx)) => {
-                match items {
-                    Some(packets) => {
-                        for item in packets {
-                            map_fn!(item);
+        let res = match ready!(ws.poll_next_unpin(cx)) {
+            Some(Ok(msg)) => read_message(engine, socket, msg),
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(ControlFlow::Break(())),
+        };
+        let reason = match res {
+            Ok(ControlFlow::Continue(())) => continue,
+            Ok(ControlFlow::Break(())) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = %socket.id, "ws transport was closed");
+                DisconnectReason::TransportClose
+            }
+            Err(e) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("error when handling packet: {:?}", e);
+                Option::<DisconnectReason>::from(&e).unwrap_or(DisconnectReason::TransportError)
+            }
+        };
+        engine.close_session(socket.id, reason);
+        return Poll::Ready(());
+    }
+}
+
+/// The writing side of [`run_session`]. It follows the former writer task step by
+/// step: it feeds every queued packet to the websocket, then flushes before it takes
+/// more; once the session is closing it writes what is left in the queue, then
+/// closes the websocket.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per session, inline in its task: a box would be allocated for every batch"
+)]
+enum Write {
+    Idle,
+    Feeding {
+        packets: smallvec::IntoIter<[Packet; 2]>,
+        /// The message waiting for the websocket to be ready.
+        pending: Option<Message>,
+    },
+    Flushing,
+    Closing {
+        flushed: bool,
+    },
+}
+
+impl Write {
+    /// `Ready` once the websocket is closed.
+    fn poll<D, S>(
+        &mut self,
+        socket: &Socket<D>,
+        ws: &mut WebSocketStream<S>,
+        closing: bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<()>
+    where
+        D: Default + Send + Sync + 'static,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            match self {
+                Write::Idle => match socket.queue.poll_recv(cx) {
+                    Poll::Ready(Some(packets)) => *self = Write::feeding(packets),
+                    Poll::Ready(None) => *self = Write::Closing { flushed: false },
+                    Poll::Pending if closing => *self = Write::Closing { flushed: false },
+                    Poll::Pending => return Poll::Pending,
+                },
+                Write::Feeding { packets, pending } => {
+                    let protocol = socket.protocol;
+                    let next = pending.take();
+                    let Some(msg) = next.or_else(|| packets.find_map(|p| to_message(p, protocol)))
+                    else {
+                        *self = match socket.queue.try_recv() {
+                            Poll::Ready(Some(packets)) => Write::feeding(packets),
+                            _ => Write::Flushing,
+                        };
+                        continue;
+                    };
+                    // As `SinkExt::feed` did, drop the message when the websocket fails.
+                    let res = match ws.poll_ready_unpin(cx) {
+                        Poll::Ready(res) => res.and_then(|()| ws.start_send_unpin(msg)),
+                        Poll::Pending => {
+                            *pending = Some(msg);
+                            return Poll::Pending;
                         }
-                        while let Poll::Ready(Some(packets)) = socket.queue.try_recv() {
-                            for item in packets {
-                                map_fn!(item);
-                            }
-                        }
+                    };
+                    if let Err(_e) = res {
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
                     }
-                    None => break
+                }
+                Write::Flushing => {
+                    #[cfg(feature = "tracing")]
+                    tracing::trace!(sid = %socket.id, "ws flush");
+                    ready!(ws.poll_flush_unpin(cx)).ok();
+                    *self = Write::Idle;
+                }
+                Write::Closing { flushed: false } => {
+                    #[cfg(feature = "tracing")]
+                    tracing::trace!(sid = %socket.id, "ws closing flush");
+                    ready!(ws.poll_flush_unpin(cx)).ok();
+                    *self = Write::Closing { flushed: true };
+                }
+                Write::Closing { flushed: true } => {
+                    ready!(ws.poll_close_unpin(cx)).ok();
+                    return Poll::Ready(());
                 }
             }
-            _ = socket.cancellation_token.cancelled() => break,
         }
-
-        #[cfg(feature = "tracing")]
-        tracing::trace!(sid = %socket.id, "ws flush");
-        tx.flush().await.ok();
     }
 
-    #[cfg(feature = "tracing")]
-    tracing::trace!(sid = %socket.id, "ws closing flush");
-
-    tx.flush().await.ok();
-    tx.close().await.ok();
+    fn feeding(packets: PacketBuf) -> Self {
+        Write::Feeding {
+            packets: packets.into_iter(),
+            pending: None,
+        }
+    }
 }
+
+/// Hands a message read from the websocket to the [`Socket`]; `Break` once the client closed the session.
+fn read_message<H: EngineIoHandler>(
+    engine: &Arc<EngineIo<H>>,
+    socket: &Arc<Socket<H::Data>>,
+    msg: Message,
+) -> Result<ControlFlow<()>, Error> {
+    match msg {
+        Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
+            Packet::Close => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("[sid={}] closing session", socket.id);
+                engine.close_session(socket.id, DisconnectReason::TransportClose);
+                return Ok(ControlFlow::Break(()));
+            }
+            Packet::Pong | Packet::Ping => {
+                // A pending notification means that the client is already known to be alive.
+                socket.heartbeat.notify_one();
+            }
+            Packet::Message(msg) => engine.handler.on_message(msg, socket.clone()),
+            p => return Err(Error::BadPacket(p)),
+        },
+        Message::Binary(mut data) => {
+            if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
+                // The first byte is the message type, which we don't need.
+                data = data.split_off(1);
+            }
+            engine.handler.on_binary(data, socket.clone());
+        }
+        Message::Close(_) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("websocket closed, closing session");
+            engine.close_session(socket.id, DisconnectReason::TransportClose);
+            return Ok(ControlFlow::Break(()));
+        }
+        _ => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = ?socket.id, "unexpected ws message");
+        }
+    }
+    Ok(ControlFlow::Continue(()))
+}
+
+/// The websocket message of a packet; none for a NOOP packet, which only ends a
+/// polling request during an upgrade and may be left in the queue.
+fn to_message(packet: Packet, protocol: ProtocolVersion) -> Option<Message> {
+    match packet {
+        Packet::Binary(bin) | Packet::BinaryV3(bin) if protocol == ProtocolVersion::V3 => {
+            // v3 protocol requires packet type as the first byte.
+            // This requires a new buffer. This is OK as it is only for the V3 protocol.
+            let mut buff = Vec::with_capacity(bin.len() + 1);
+            buff.push(0x04);
+            buff.extend(bin);
+            Some(Message::Binary(buff.into()))
+        }
+        Packet::Binary(bin) | Packet::BinaryV3(bin) => Some(Message::Binary(bin)),
+        Packet::Noop => None,
+        packet => Some(Message::Text(String::from(packet).into())),
+    }
+}
+
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
     sid: Sid,
@@ -391,10 +475,9 @@ where
     socket.start_upgrade();
 
     // We send a last Noop request to close a potential waiting polling request.
-    socket
-        .queue
-        .send_ignoring_bound(smallvec![Packet::Noop])
-        .map_err(|_| Error::Upgrade)?;
+    if !socket.queue.send_ignoring_bound(smallvec![Packet::Noop]) {
+        return Err(Error::Upgrade);
+    }
 
     // wait for any current polling connection to finish by waiting for the socket to be unlocked
     // All other polling connection will be immediately closed with a NOOP packet.
@@ -489,17 +572,33 @@ mod tests {
         )
     }
 
+    fn engine() -> Arc<EngineIo<StubHandler>> {
+        Arc::new(EngineIo::new(
+            Arc::new(StubHandler),
+            EngineIoConfig::default(),
+        ))
+    }
+
     /// A polling request can still hold the lock at the end of an upgrade.
     #[tokio::test]
     async fn writer_waits_for_the_lock_of_a_polling_request() {
         let socket = socket();
         let (server, mut client) = ws_pair().await;
-        let (tx, _rx) = server.split();
 
         let polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let session = tokio::spawn(run_session(engine(), socket.clone(), server, false));
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!writer.is_finished(), "the writer should wait for the lock");
+        assert!(
+            !session.is_finished(),
+            "the writer should wait for the lock"
+        );
+
+        // Meanwhile the websocket is read.
+        let pong = socket.heartbeat.notified();
+        client.send(Message::text("3")).await.unwrap();
+        tokio::time::timeout(TIMEOUT, pong)
+            .await
+            .expect("the pong should be read");
 
         drop(polling);
         socket.emit(Str::from("hello")).unwrap();
@@ -515,16 +614,65 @@ mod tests {
     async fn writer_waiting_for_the_lock_stops_with_the_session() {
         let socket = socket();
         let (server, _client) = ws_pair().await;
-        let (tx, _rx) = server.split();
 
         let _polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let session = tokio::spawn(run_session(engine(), socket.clone(), server, false));
         tokio::time::sleep(Duration::from_millis(20)).await;
 
         socket.cancellation_token.cancel();
-        tokio::time::timeout(TIMEOUT, writer)
+        tokio::time::timeout(TIMEOUT, session)
             .await
-            .expect("the writer should stop")
+            .expect("the session should stop")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn pongs_are_read_while_a_write_is_blocked() {
+        let socket = socket();
+        let (server, mut client) = ws_pair().await;
+        tokio::spawn(run_session(engine(), socket.clone(), server, false));
+
+        // Larger than the duplex buffer: the write blocks until the client reads.
+        socket.emit("x".repeat(64 * 1024)).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+
+        let pong = socket.heartbeat.notified();
+        client.send(Message::text("3")).await.unwrap();
+        tokio::time::timeout(TIMEOUT, pong)
+            .await
+            .expect("the pong should be read");
+
+        let msg = client.next().await.unwrap().unwrap();
+        assert_eq!(msg.len(), 1 + 64 * 1024);
+    }
+
+    #[tokio::test]
+    async fn queued_packets_are_written_in_order_before_the_close() {
+        let socket = socket();
+        let (server, mut client) = ws_pair().await;
+        let session = tokio::spawn(run_session(engine(), socket.clone(), server, false));
+
+        socket.emit("a").unwrap();
+        socket.emit_binary(Bytes::from_static(b"b")).unwrap();
+        socket.emit("c").unwrap();
+        socket.cancellation_token.cancel();
+
+        let mut received = Vec::new();
+        while let Some(Ok(msg)) = client.next().await {
+            received.push(msg);
+        }
+        assert_eq!(
+            received,
+            [
+                Message::text("4a"),
+                Message::binary(Bytes::from_static(b"b")),
+                Message::text("4c"),
+                Message::Close(None),
+            ]
+        );
+        tokio::time::timeout(TIMEOUT, session)
+            .await
+            .unwrap()
             .unwrap();
     }
 }
