@@ -278,16 +278,17 @@ where
     ///
     /// Keep a handle to the job so that it can be aborted when the socket is closed
     pub(crate) fn spawn_heartbeat(self: Arc<Self>, interval: Duration, timeout: Duration) {
-        let cancellation_token = self.cancellation_token.clone();
-
-        tokio::spawn(
-            cancellation_token
-                .run_until_cancelled_owned(async move { self.heartbeat(interval, timeout).await })
-                .inspect(|_v| {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(aborted = _v.is_none(), "heartbeat job completed");
-                }),
-        );
+        // Not `run_until_cancelled_owned`: its nested async fns store the job three
+        // times, a 1.4 KB task instead of 0.7 KB.
+        tokio::spawn(async move {
+            let _aborted = tokio::select! {
+                biased;
+                _ = self.cancellation_token.cancelled() => true,
+                _ = self.heartbeat(interval, timeout) => false,
+            };
+            #[cfg(feature = "tracing")]
+            tracing::debug!(aborted = _aborted, "heartbeat job completed");
+        });
     }
 
     /// Run the heartbeat job, and close the socket if it fails
