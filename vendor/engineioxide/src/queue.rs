@@ -32,8 +32,9 @@ struct State {
     packets: VecDeque<PacketBuf>,
     /// Places held by permits not used yet.
     reserved: usize,
-    /// The latest volatile packets; each replaces the previous one.
-    volatile: Option<PacketBuf>,
+    /// The latest volatile packets; each replaces the previous one. Boxed: a
+    /// `PacketBuf` is 168 bytes, in every socket.
+    volatile: Option<Box<PacketBuf>>,
     closed: bool,
     rx_waker: Option<Waker>,
 }
@@ -103,7 +104,7 @@ impl PacketQueue {
         if state.closed {
             return false;
         }
-        state.volatile = Some(packets);
+        state.volatile = Some(Box::new(packets));
         Self::wake_rx(state);
         true
     }
@@ -176,7 +177,7 @@ impl State {
         } else if self.closed {
             Poll::Ready(None)
         } else if let Some(packets) = self.volatile.take() {
-            Poll::Ready(Some(packets))
+            Poll::Ready(Some(*packets))
         } else {
             Poll::Pending
         }

@@ -157,7 +157,8 @@ impl Permit<'_> {
 /// What the task that reads [`Socket::queue`] owns besides the queue.
 #[derive(Debug, Default)]
 pub(crate) struct InternalRx {
-    pub peeked_packet: Option<PacketBuf>,
+    /// Boxed: a `PacketBuf` is 168 bytes, in every socket.
+    pub peeked_packet: Option<Box<PacketBuf>>,
 }
 
 /// A [`Socket`] represents a client connection to the server.

@@ -119,7 +119,7 @@ where
     let payload = {
         // Prepend the packet peeked during the previous
         // polling request so it is encoded first, ahead of the newly received packets.
-        let rx_stream = stream::iter(rx.peeked_packet.take())
+        let rx_stream = stream::iter(rx.peeked_packet.take().map(|p| *p))
             .chain(stream::poll_fn(|cx| socket.queue.poll_recv(cx)));
 
         // Stop waiting for the next packet as soon as the session is closed. The combinator is biased
@@ -142,7 +142,7 @@ where
 
     // set back the peeked packet so it can be read again
     // on the next polling request
-    rx.peeked_packet = peeked;
+    rx.peeked_packet = peeked.map(Box::new);
 
     #[cfg(feature = "tracing")]
     tracing::trace!(%sid, %protocol, supports_binary = socket.supports_binary, "sending data: {:?}", data);
