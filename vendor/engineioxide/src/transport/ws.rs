@@ -26,7 +26,7 @@ use tokio_tungstenite::{
 };
 use tokio_util::future::FutureExt as _;
 
-use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Sid, Str, TransportType};
+use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
@@ -274,15 +274,9 @@ where
 )]
 enum Write {
     Idle,
-    Feeding {
-        packets: smallvec::IntoIter<[Packet; 2]>,
-        /// The message waiting for the websocket to be ready.
-        pending: Option<Message>,
-    },
+    Feeding(smallvec::IntoIter<[Packet; 2]>),
     Flushing,
-    Closing {
-        flushed: bool,
-    },
+    Closing { flushed: bool },
 }
 
 impl Write {
@@ -301,31 +295,23 @@ impl Write {
         loop {
             match self {
                 Write::Idle => match socket.queue.poll_recv(cx) {
-                    Poll::Ready(Some(packets)) => *self = Write::feeding(packets),
+                    Poll::Ready(Some(packets)) => *self = Write::Feeding(packets.into_iter()),
                     Poll::Ready(None) => *self = Write::Closing { flushed: false },
                     Poll::Pending if closing => *self = Write::Closing { flushed: false },
                     Poll::Pending => return Poll::Pending,
                 },
-                Write::Feeding { packets, pending } => {
-                    let protocol = socket.protocol;
-                    let next = pending.take();
-                    let Some(msg) = next.or_else(|| packets.find_map(|p| to_message(p, protocol)))
-                    else {
+                Write::Feeding(packets) => {
+                    // As `SinkExt::feed` did: wait for the websocket to be ready, then
+                    // send; drop the message if the websocket failed.
+                    let ready = ready!(ws.poll_ready_unpin(cx));
+                    let Some(msg) = packets.find_map(|p| to_message(p, socket.protocol)) else {
                         *self = match socket.queue.try_recv() {
-                            Poll::Ready(Some(packets)) => Write::feeding(packets),
+                            Poll::Ready(Some(packets)) => Write::Feeding(packets.into_iter()),
                             _ => Write::Flushing,
                         };
                         continue;
                     };
-                    // As `SinkExt::feed` did, drop the message when the websocket fails.
-                    let res = match ws.poll_ready_unpin(cx) {
-                        Poll::Ready(res) => res.and_then(|()| ws.start_send_unpin(msg)),
-                        Poll::Pending => {
-                            *pending = Some(msg);
-                            return Poll::Pending;
-                        }
-                    };
-                    if let Err(_e) = res {
+                    if let Err(_e) = ready.and_then(|()| ws.start_send_unpin(msg)) {
                         #[cfg(feature = "tracing")]
                         tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
                     }
@@ -347,13 +333,6 @@ impl Write {
                     return Poll::Ready(());
                 }
             }
-        }
-    }
-
-    fn feeding(packets: PacketBuf) -> Self {
-        Write::Feeding {
-            packets: packets.into_iter(),
-            pending: None,
         }
     }
 }
