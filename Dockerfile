@@ -7,8 +7,10 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 # The workspace's other member (the load generator) must be present for
-# Cargo to read the workspace; only the server is built.
+# Cargo to read the workspace; only the server is built. vendor/ holds the
+# patched engineioxide (docs/engineioxide-patch.md).
 COPY bench ./bench
+COPY vendor ./vendor
 RUN cargo build --release --locked --bin switchboard
 
 FROM debian:bookworm-slim
