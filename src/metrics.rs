@@ -23,6 +23,9 @@ pub struct Metrics {
     pub connections_opened: IntCounter,
     /// Socket.IO handshakes refused because the node held `max_connections`.
     pub connections_refused: IntCounter,
+    /// Transports closed because a socket's unsent queue passed
+    /// `client_queue_max` (contract §4.2).
+    pub slow_client_disconnects: IntCounter,
     /// Client events by `event` (a contract name or `unknown`) and `outcome`
     /// (`ok` or an error code).
     pub client_events: IntCounterVec,
@@ -67,6 +70,10 @@ impl Metrics {
                 "connections_refused_total",
                 "Socket.IO handshakes refused with 503: the node held max_connections.",
             ),
+            slow_client_disconnects: counter(
+                "slow_client_disconnects_total",
+                "Transports closed because the socket's unsent queue passed client_queue_max.",
+            ),
             client_events: family(
                 "client_events_total",
                 "Client events by event and outcome.",
@@ -100,6 +107,7 @@ impl Metrics {
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.connections_opened.clone()),
             Box::new(m.connections_refused.clone()),
+            Box::new(m.slow_client_disconnects.clone()),
             Box::new(m.client_events.clone()),
             Box::new(m.published.clone()),
             Box::new(m.internal_requests.clone()),
