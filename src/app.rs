@@ -74,7 +74,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     let node_id = node_id();
     let (cluster, cluster_start) = match &config.redis_url {
         Some(url) => {
-            let (link, start) = ClusterLink::new(node_id.clone(), url).map_err(io::Error::other)?;
+            let (link, start) = ClusterLink::new(node_id.clone(), &config, url).map_err(io::Error::other)?;
             (Some(link), Some(start))
         }
         None => (None, None),

@@ -162,6 +162,10 @@ impl TimelineRegistry {
         }
     }
 
+    pub fn is_subscribed(&self, sid: Sid, key: &TimelineKey) -> bool {
+        self.sockets.get(&sid).is_some_and(|subs| subs.contains(key))
+    }
+
     /// Timelines with at least one subscriber on this node.
     pub fn rooms(&self) -> impl Iterator<Item = &TimelineKey> {
         self.rooms.keys()

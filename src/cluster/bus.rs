@@ -53,6 +53,21 @@ impl Health {
     }
 }
 
+/// The publisher's current connection, shared with the history scripts
+/// (a multiplexed connection pipelines concurrent commands).
+#[derive(Debug, Clone, Default)]
+pub struct Commands(Arc<std::sync::Mutex<Option<MultiplexedConnection>>>);
+
+impl Commands {
+    pub fn get(&self) -> Option<MultiplexedConnection> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, conn: Option<MultiplexedConnection>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+    }
+}
+
 /// Logs an outage once, when it starts, and once when it ends.
 struct Outage {
     what: &'static str,
@@ -174,6 +189,7 @@ pub async fn run_publisher(
     channel: String,
     mut queue: PublisherQueue,
     health: Arc<Health>,
+    commands: Commands,
     stop: CancellationToken,
     on_connected: impl Fn(),
 ) {
@@ -193,6 +209,7 @@ pub async fn run_publisher(
             () = reconnect => {
                 match client.get_multiplexed_async_connection_with_config(&connection_config()).await {
                     Ok(c) => {
+                        commands.set(Some(c.clone()));
                         conn = Some(c);
                         retry = FIRST_RETRY;
                         outage.up();
@@ -215,6 +232,7 @@ pub async fn run_publisher(
                     let sent: redis::RedisResult<()> = redis::cmd("PUBLISH").arg(&channel).arg(text).query_async(c).await;
                     if let Err(e) = sent {
                         conn = None;
+                        commands.set(None);
                         outage.down(&e);
                         retry_at = Instant::now() + FIRST_RETRY;
                     }

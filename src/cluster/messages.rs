@@ -26,10 +26,22 @@ pub enum Message {
     },
     /// One presence change made on the sender, in the sender's order.
     Presence { change: PresenceOp },
-    /// A timeline event for the subscribers on every node.
+    /// A timeline event for the subscribers on every node, without a
+    /// position (the history in Redis could not be used).
     Publish { event: TimelineEvent },
+    /// Timeline events numbered and kept in Redis, sent from Redis itself
+    /// (the history script), in offset order; the sender delivers them too.
+    Recorded { events: Vec<RecordedEvent> },
     /// The sender is shutting down; its sockets are gone.
     Bye,
+}
+
+/// A timeline event with the position Redis gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub offset: u64,
+    pub epoch: String,
+    pub event: TimelineEvent,
 }
 
 /// One node's own figures, for `/v1/stats`'s `cluster` part.

@@ -22,13 +22,17 @@
 //! snapshot replaces what the others knew of its sender. Timeline rooms
 //! with local subscribers get `timeline:refresh` (`reason: "resync"`).
 //!
-//! Timeline publishes travel the same channel, in the order the internal
-//! API received them; the receiving node also delivers them locally at once,
-//! so a Redis outage only cuts the other nodes off (`partial: true`).
+//! Timeline publishes travel the same channel, sent by Redis itself from the
+//! history script that numbers and keeps them ([`history`]): every node, the
+//! publishing one included, delivers them from there, in offset order.
+//! While Redis is unreachable a publish is delivered locally only, without
+//! an offset (`partial: true`).
 //!
-//! Nothing is stored in Redis: a node that dies leaves nothing behind.
+//! Only timeline histories are stored in Redis (they expire by themselves):
+//! a node that dies leaves nothing behind.
 
 mod bus;
+mod history;
 pub mod messages;
 #[cfg(test)]
 mod tests;
@@ -42,9 +46,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
+use crate::history::{Fetched, Position};
 use crate::hub::Hub;
+use crate::ids::TimelineKey;
 use crate::presence::{LeaveReason, PresenceOp};
-use bus::{Health, Publisher, PublisherQueue};
+use crate::timelines::TimelineEvent;
+use bus::{Commands, Health, Publisher, PublisherQueue};
+use history::RedisHistory;
 use messages::{Envelope, Message, NodeCounts};
 
 /// The Redis channel of the cluster.
@@ -59,7 +68,31 @@ pub struct ClusterLink {
     pub messages: prometheus::IntCounterVec,
     publisher: Publisher,
     health: Arc<Health>,
+    /// The publisher's connection, for the history scripts.
+    commands: Commands,
+    history: RedisHistory,
     peers: Mutex<HashMap<String, Peer>>,
+}
+
+/// Why a history script did not run.
+#[derive(Debug)]
+pub enum HistoryError {
+    /// Redis is unreachable (or did not answer in time).
+    Unreachable,
+    /// Redis refused it (e.g. a Redis Cluster node that does not hold the
+    /// timeline's keys): the channel still works.
+    Refused(redis::RedisError),
+}
+
+impl From<redis::RedisError> for HistoryError {
+    fn from(e: redis::RedisError) -> Self {
+        match e.kind() {
+            redis::ErrorKind::Server(_) | redis::ErrorKind::Client | redis::ErrorKind::UnexpectedReturnType => {
+                Self::Refused(e)
+            }
+            _ => Self::Unreachable,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -86,10 +119,18 @@ pub struct ClusterStart {
 
 impl ClusterLink {
     /// A link for `node_id` to the Redis at `url` (not connected yet).
-    pub fn new(node_id: String, url: &str) -> redis::RedisResult<(Self, ClusterStart)> {
+    pub fn new(node_id: String, config: &Config, url: &str) -> redis::RedisResult<(Self, ClusterStart)> {
         let client = redis::Client::open(url)?;
         let (publisher, queue) = bus::publisher();
+        let history = RedisHistory::new(
+            config.history_size,
+            config.history_ttl.as_millis() as u64,
+            CHANNEL,
+            &node_id,
+        );
         let link = Self {
+            commands: Commands::default(),
+            history,
             node_id,
             messages: prometheus::IntCounterVec::new(
                 prometheus::Opts::new(
@@ -122,6 +163,20 @@ impl ClusterLink {
             Ok(text) => self.publisher.send(text),
             Err(e) => tracing::error!(error = %e, "cannot encode a cluster message"),
         }
+    }
+
+    /// Numbers, keeps and publishes timeline events through Redis (one
+    /// round trip); every node, this one included, delivers them when they
+    /// come back on the channel.
+    pub async fn record(&self, events: &[TimelineEvent]) -> Result<Vec<Position>, HistoryError> {
+        let mut conn = self.commands.get().ok_or(HistoryError::Unreachable)?;
+        Ok(self.history.record(&mut conn, events).await?)
+    }
+
+    /// A timeline's history as Redis holds it.
+    pub async fn fetch(&self, key: &TimelineKey) -> Result<Fetched, HistoryError> {
+        let mut conn = self.commands.get().ok_or(HistoryError::Unreachable)?;
+        Ok(self.history.fetch(&mut conn, key).await?)
     }
 
     /// Says goodbye and waits until the queue is sent.
@@ -177,6 +232,7 @@ pub fn start(hub: &Hub, start: ClusterStart, stop: &CancellationToken) -> Vec<Jo
         CHANNEL.to_string(),
         start.queue,
         link.health.clone(),
+        link.commands.clone(),
         stop.clone(),
         on_connected.clone(),
     ));
@@ -218,7 +274,14 @@ fn receive(hub: &Hub, bytes: &[u8]) -> bool {
             return false;
         }
     };
-    if envelope.node == link.node_id {
+    let own = envelope.node == link.node_id;
+    if let Message::Recorded { events } = envelope.message {
+        // Delivered from here by every node, the publishing one included:
+        // that is what puts them in offset order everywhere.
+        hub.deliver_recorded(events);
+        return own;
+    }
+    if own {
         return true;
     }
     link.messages.with_label_values(&["received"]).inc();
@@ -274,6 +337,7 @@ fn receive(hub: &Hub, bytes: &[u8]) -> bool {
             hub.apply_remote(&change);
         }
         Message::Publish { event } => hub.deliver_remote_publish(&event),
+        Message::Recorded { .. } => {}
         Message::Bye => {
             let peer = link.peers().remove(&node);
             if let Some(peer) = peer {

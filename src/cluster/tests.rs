@@ -20,7 +20,7 @@ fn node(name: &str) -> Node {
     let config = Config::from_args_and_env(["switchboard", "--redis-url", "redis://127.0.0.1:1"], |_| None).unwrap();
     let (_layer, io) = SocketIo::builder().build_layer();
     let (outbox, _task) = Outbox::start(io);
-    let (link, start) = ClusterLink::new(name.to_string(), "redis://127.0.0.1:1").unwrap();
+    let (link, start) = ClusterLink::new(name.to_string(), &config, "redis://127.0.0.1:1").unwrap();
     Node {
         hub: Hub::new(config, name.to_string(), outbox, Some(link)),
         queue: start.queue,

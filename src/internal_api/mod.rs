@@ -146,7 +146,7 @@ async fn new_item(
 ) -> Result<Response> {
     let item = required_json(&hub, body).await?;
     let key = timeline(entity_type, entity_id)?;
-    publish_one(&hub, TimelineEvent::new_item(key, Some(&item))?)
+    publish_one(&hub, TimelineEvent::new_item(key, Some(&item))?).await
 }
 
 async fn item_updated(
@@ -157,7 +157,7 @@ async fn item_updated(
     let item = required_json(&hub, body).await?;
     let key = timeline(entity_type, entity_id)?;
     let item_id = ItemId::parse(Some(&Value::String(item_id)))?;
-    publish_one(&hub, TimelineEvent::item_updated(key, item_id, Some(&item))?)
+    publish_one(&hub, TimelineEvent::item_updated(key, item_id, Some(&item))?).await
 }
 
 async fn refresh(
@@ -176,7 +176,7 @@ async fn refresh(
         }
     };
     let key = timeline(entity_type, entity_id)?;
-    publish_one(&hub, TimelineEvent::refresh(key, reason)?)
+    publish_one(&hub, TimelineEvent::refresh(key, reason)?).await
 }
 
 async fn batch(State(hub): State<Hub>, body: Body) -> Result<Response> {
@@ -185,21 +185,18 @@ async fn batch(State(hub): State<Hub>, body: Body) -> Result<Response> {
     for event in &events {
         check_allowed(&hub, &event.key)?;
     }
-    let mut reached_all = true;
-    for event in &events {
-        reached_all &= hub.publish(event).reach == Reach::AllNodes;
-    }
+    let published = hub.publish(&events).await;
     let mut reply = json!({ "accepted": events.len() });
-    if !reached_all {
+    if published.reach == Reach::ThisNodeOnly {
         reply["partial"] = Value::Bool(true);
     }
     Ok((StatusCode::ACCEPTED, axum::Json(reply)).into_response())
 }
 
-fn publish_one(hub: &Hub, event: TimelineEvent) -> Result<Response> {
+async fn publish_one(hub: &Hub, event: TimelineEvent) -> Result<Response> {
     check_allowed(hub, &event.key)?;
-    let published = hub.publish(&event);
-    let position = published.position.as_ref();
+    let published = hub.publish(std::slice::from_ref(&event)).await;
+    let position = published.positions.first().and_then(Option::as_ref);
     let mut reply = json!({
         "delivered": true,
         "offset": position.map(|p| p.offset),

@@ -21,7 +21,8 @@ use crate::auth::{TokenIdentity, Unauthorized};
 use crate::config::AuthMode;
 use crate::delivery::{Delivery, Outbox};
 use crate::error::ClientError;
-use crate::hub::{Hub, Recovered};
+use crate::hub::{Hub, Recovered, Subscribed, Subscription};
+use crate::ids::TimelineKey;
 use crate::presence::PresenceOp;
 use crate::rate_limit::TokenBucket;
 use requests::{EventName, Request};
@@ -169,8 +170,18 @@ impl EventRouter {
         hub.metrics()
             .client_event(name.as_str(), result.as_ref().map_or_else(ClientError::code, |_| "ok"));
         let delivery = match (result, event.ack) {
-            (Ok(reply), Some(ack)) => Delivery::Ack { ack, payload: reply },
-            (Ok(_), None) => return,
+            (Ok(Reply::Now(reply)), Some(ack)) => Delivery::Ack { ack, payload: reply },
+            (Ok(Reply::Now(_)), None) => return,
+            (Ok(Reply::Later(reply)), ack) => {
+                let outbox = self.outbox.clone();
+                tokio::spawn(async move {
+                    let reply = reply.await;
+                    if let Some(ack) = ack {
+                        outbox.push(Delivery::Ack { ack, payload: reply });
+                    }
+                });
+                return;
+            }
             (Err(e), Some(ack)) => Delivery::Ack {
                 ack,
                 payload: e.to_ack(),
@@ -185,8 +196,15 @@ impl EventRouter {
     }
 }
 
+/// The success payload of an ack: known now, or once Redis was read (a
+/// subscribe in a cluster whose history this node does not mirror yet).
+enum Reply {
+    Now(Value),
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Value> + Send>>),
+}
+
 /// Applies a valid request; returns the ack's success payload.
-fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
+fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Reply, ClientError> {
     let at = hub.clock().now_ms();
     let (ticket, op) = match request {
         Request::View { ticket, agent, name } => (
@@ -203,31 +221,43 @@ fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
         Request::StopTyping { ticket, agent } => (ticket.clone(), PresenceOp::StopTyping { sid, ticket, agent, at }),
         Request::Leave { ticket, agent } => (ticket.clone(), PresenceOp::Leave { sid, ticket, agent }),
         Request::Subscribe { key, since } => {
-            let subscribed = hub.subscribe(sid, &key, since.as_ref())?;
-            let position = subscribed.position.as_ref();
-            let mut ack = json!({
-                "ok": true, "entityType": key.entity_type, "entityId": key.entity_id,
-                "offset": position.map(|p| p.offset), "epoch": position.map(|p| &*p.epoch),
+            return Ok(match hub.subscribe(sid, &key, since.as_ref())? {
+                Subscription::Done(subscribed) => Reply::Now(subscribe_ack(&key, subscribed)),
+                Subscription::Reading(reading) => {
+                    Reply::Later(Box::pin(async move { subscribe_ack(&key, reading.await) }))
+                }
             });
-            if let Some(recovery) = subscribed.recovery {
-                let (recovered, missed) = match recovery {
-                    Recovered::Replayed { missed } => (true, missed),
-                    Recovered::Lost => (false, 0),
-                };
-                ack["recovered"] = recovered.into();
-                ack["missed"] = missed.into();
-            }
-            return Ok(ack);
         }
         Request::Unsubscribe(key) => {
             hub.unsubscribe(sid, &key)?;
-            return Ok(json!({ "ok": true, "entityType": key.entity_type, "entityId": key.entity_id }));
+            return Ok(Reply::Now(
+                json!({ "ok": true, "entityType": key.entity_type, "entityId": key.entity_id }),
+            ));
         }
     };
-    Ok(match hub.apply_local(op)? {
+    Ok(Reply::Now(match hub.apply_local(op)? {
         Some(viewers) => json!({ "ok": true, "ticketId": ticket, "viewers": viewers }),
         None => json!({ "ok": true, "ticketId": ticket }),
-    })
+    }))
+}
+
+/// A subscribe's ack: the timeline's position and, with `since`, whether
+/// the missed events were replayed.
+fn subscribe_ack(key: &TimelineKey, subscribed: Subscribed) -> Value {
+    let position = subscribed.position.as_ref();
+    let mut ack = json!({
+        "ok": true, "entityType": key.entity_type, "entityId": key.entity_id,
+        "offset": position.map(|p| p.offset), "epoch": position.map(|p| &*p.epoch),
+    });
+    if let Some(recovery) = subscribed.recovery {
+        let (recovered, missed) = match recovery {
+            Recovered::Replayed { missed } => (true, missed),
+            Recovered::Lost => (false, 0),
+        };
+        ack["recovered"] = recovered.into();
+        ack["missed"] = missed.into();
+    }
+    ack
 }
 
 async fn on_disconnect(hub: &Hub, outbox: &Outbox, sid: Sid, reason: DisconnectReason) {

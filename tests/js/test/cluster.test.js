@@ -56,13 +56,13 @@ const view = async (s, ticketId, agent) => {
   assert.equal(ack.ok, true, `ticket:view ${ticketId} as ${agent.agentId}: ${JSON.stringify(ack)}`);
   return ack;
 };
-// Offsets and epochs (v2 section 4.1): cluster-wide history is not implemented
-// yet, so the cluster tests require the fields but not their values
-// (h.clusterPosition, helpers.js: how to tighten it).
+// timeline:subscribe with an ack; resolves with the ack. Offsets and epochs
+// (v2 section 4.1) are cluster-wide: the fan-out test checks their values.
 const subscribe = async (s, entityType, entityId) => {
   const ack = await h.emitAck(s, 'timeline:subscribe', { entityType, entityId });
   assert.deepEqual(ack, h.withPosition({ ok: true, entityType, entityId }, h.clusterPosition(ack)));
   await h.nextEvent(s, 'timeline:subscribed', { where: (p) => p.entityType === entityType && p.entityId === entityId });
+  return ack;
 };
 
 // A plain failure (not a skip) when Redis is missing: these tests must run.
@@ -83,41 +83,46 @@ describe('cluster: timeline fan-out (sections 4, 5)', () => {
         const sA = await connect(A);
         const sB = await connect(B);
         const other = await connect(C); // on C, following another timeline
-        await subscribe(sA, 'contact', id);
-        await subscribe(sB, 'contact', id);
+        const ackA = await subscribe(sA, 'contact', id);
+        const ackB = await subscribe(sB, 'contact', id);
+        // One stream cluster-wide: the same epoch on every node, offsets
+        // from 1 whichever node a publish reached.
+        const epoch = h.epochOf(ackA, 'ack on A');
+        assert.deepEqual(h.withPosition({}, { offset: ackB.offset, epoch: ackB.epoch }), h.withPosition({}, { offset: 0, epoch }), 'ack on B');
+        const at = (offset) => ({ offset, epoch });
         await subscribe(other, 'contact', `${id}-other`);
 
         // To C, which has no local subscriber of this timeline: never skipped.
         let res = await api(C, 'POST', `/v1/timeline/contact/${id}/items`, { id: 1, text: 'hello' });
         assert.equal(res.status, 202, res.text);
-        assert.deepEqual(res.json, h.withPosition({ delivered: true }, h.clusterPosition(res.json)));
+        assert.deepEqual(res.json, h.withPosition({ delivered: true }, at(1)));
         for (const s of [sA, sB]) {
           const ev = await h.nextEvent(s, 'timeline:new_item');
-          assert.deepEqual(ev, h.withPosition({ entityType: 'contact', entityId: id, item: { id: 1, text: 'hello' } }, h.clusterPosition(ev)));
+          assert.deepEqual(ev, h.withPosition({ entityType: 'contact', entityId: id, item: { id: 1, text: 'hello' } }, at(1)));
         }
 
         res = await api(A, 'PUT', `/v1/timeline/contact/${id}/items/1`, { id: 1, text: 'edited' });
         assert.equal(res.status, 202, res.text);
-        assert.deepEqual(res.json, h.withPosition({ delivered: true }, h.clusterPosition(res.json)));
+        assert.deepEqual(res.json, h.withPosition({ delivered: true }, at(2)));
         for (const s of [sA, sB]) {
           const ev = await h.nextEvent(s, 'timeline:item_updated');
-          assert.deepEqual(ev, h.withPosition({ entityType: 'contact', entityId: id, itemId: '1', item: { id: 1, text: 'edited' } }, h.clusterPosition(ev)));
+          assert.deepEqual(ev, h.withPosition({ entityType: 'contact', entityId: id, itemId: '1', item: { id: 1, text: 'edited' } }, at(2)));
         }
 
         res = await api(B, 'POST', `/v1/timeline/contact/${id}/refresh`, { reason: 'merged' });
         assert.equal(res.status, 202, res.text);
-        assert.deepEqual(res.json, h.withPosition({ delivered: true }, h.clusterPosition(res.json)));
+        assert.deepEqual(res.json, h.withPosition({ delivered: true }, at(3)));
         for (const s of [sA, sB]) {
           const ev = await h.nextEvent(s, 'timeline:refresh');
-          assert.deepEqual(ev, h.withPosition({ entityType: 'contact', entityId: id, reason: 'merged' }, h.clusterPosition(ev)));
+          assert.deepEqual(ev, h.withPosition({ entityType: 'contact', entityId: id, reason: 'merged' }, at(3)));
         }
 
         res = await api(C, 'POST', `/v1/timeline/contact/${id}/refresh`, {});
         assert.equal(res.status, 202, res.text);
-        assert.deepEqual(res.json, h.withPosition({ delivered: true }, h.clusterPosition(res.json)));
+        assert.deepEqual(res.json, h.withPosition({ delivered: true }, at(4)));
         for (const s of [sA, sB]) {
           const ev = await h.nextEvent(s, 'timeline:refresh');
-          assert.deepEqual(ev, h.withPosition({ entityType: 'contact', entityId: id, reason: null }, h.clusterPosition(ev)));
+          assert.deepEqual(ev, h.withPosition({ entityType: 'contact', entityId: id, reason: null }, at(4)));
         }
 
         // Each subscriber got each event once; the other timeline got nothing.

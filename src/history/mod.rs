@@ -10,8 +10,12 @@
 //! starts again at offset 0 of a new epoch (and is forgotten altogether
 //! when nobody here follows it), so a `since` from before is not recovered.
 
+mod mirror;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+
+pub use mirror::{Fetched, Mirror};
 
 use crate::ids::TimelineKey;
 use crate::presence::Millis;
@@ -25,8 +29,9 @@ pub struct Position {
     pub epoch: Arc<str>,
 }
 
-/// An event as published, with its offset.
-#[derive(Debug, Clone, PartialEq)]
+/// An event as published, with its offset (also the shape of a history
+/// entry in Redis).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Recorded {
     pub offset: u64,
     pub event: TimelineEvent,
@@ -54,12 +59,61 @@ pub struct Histories {
     timelines: HashMap<TimelineKey, History>,
 }
 
+/// One timeline's stream: its epoch, the offset of its last event, and the
+/// last events (contiguous offsets, the newest last).
 #[derive(Debug)]
 struct History {
     epoch: Arc<str>,
     offset: u64,
     events: VecDeque<Recorded>,
     last_publish: Option<Millis>,
+}
+
+impl History {
+    fn new(epoch: Arc<str>) -> Self {
+        Self {
+            epoch,
+            offset: 0,
+            events: VecDeque::new(),
+            last_publish: None,
+        }
+    }
+
+    fn position(&self) -> Position {
+        Position {
+            offset: self.offset,
+            epoch: self.epoch.clone(),
+        }
+    }
+
+    /// Appends the event of offset `self.offset + 1`, keeping at most `size`.
+    fn push(&mut self, event: TimelineEvent, size: usize, now: Millis) {
+        self.offset += 1;
+        self.last_publish = Some(now);
+        if size > 0 {
+            if self.events.len() == size {
+                self.events.pop_front();
+            }
+            self.events.push_back(Recorded {
+                offset: self.offset,
+                event,
+            });
+        }
+    }
+
+    /// The events after `offset` of `epoch`, when all of them are kept.
+    fn recover(&self, offset: u64, epoch: &str) -> Recovery {
+        if *self.epoch != *epoch || offset > self.offset {
+            return Recovery::Lost;
+        }
+        let missed = self.offset - offset;
+        let kept = self.events.len() as u64;
+        if missed > kept {
+            return Recovery::Lost;
+        }
+        let from = (kept - missed) as usize;
+        Recovery::Recovered(self.events.range(from..).cloned().collect())
+    }
 }
 
 impl Histories {
@@ -77,60 +131,28 @@ impl Histories {
     fn timeline(&mut self, key: &TimelineKey) -> &mut History {
         if !self.timelines.contains_key(key) {
             self.named += 1;
-            let history = History {
-                epoch: format!("{}-{:x}", self.process, self.named).into(),
-                offset: 0,
-                events: VecDeque::new(),
-                last_publish: None,
-            };
-            self.timelines.insert(key.clone(), history);
+            let epoch = format!("{}-{:x}", self.process, self.named).into();
+            self.timelines.insert(key.clone(), History::new(epoch));
         }
         self.timelines.get_mut(key).expect("inserted above")
     }
 
     /// The timeline's position; its epoch is the one the next event carries.
     pub fn position(&mut self, key: &TimelineKey) -> Position {
-        let history = self.timeline(key);
-        Position {
-            offset: history.offset,
-            epoch: history.epoch.clone(),
-        }
+        self.timeline(key).position()
     }
 
     /// Gives `event` the next offset of its timeline and keeps it.
     pub fn record(&mut self, event: &TimelineEvent, now: Millis) -> Position {
         let size = self.size;
         let history = self.timeline(&event.key);
-        history.offset += 1;
-        history.last_publish = Some(now);
-        if size > 0 {
-            if history.events.len() == size {
-                history.events.pop_front();
-            }
-            history.events.push_back(Recorded {
-                offset: history.offset,
-                event: event.clone(),
-            });
-        }
-        Position {
-            offset: history.offset,
-            epoch: history.epoch.clone(),
-        }
+        history.push(event.clone(), size, now);
+        history.position()
     }
 
     /// The events after `offset` of `epoch`, when all of them are still kept.
     pub fn recover(&mut self, key: &TimelineKey, offset: u64, epoch: &str) -> Recovery {
-        let history = self.timeline(key);
-        if *history.epoch != *epoch || offset > history.offset {
-            return Recovery::Lost;
-        }
-        let missed = history.offset - offset;
-        let kept = history.events.len() as u64;
-        if missed > kept {
-            return Recovery::Lost;
-        }
-        let from = (kept - missed) as usize;
-        Recovery::Recovered(history.events.range(from..).cloned().collect())
+        self.timeline(key).recover(offset, epoch)
     }
 
     /// Ends the histories `history_ttl` past their last publish: a timeline
