@@ -44,6 +44,8 @@ enum Command {
     Collision(scenario::collision::CollisionArgs),
     /// Rounds of abrupt disconnects; checks /v1/stats returns to its baseline.
     Churn(scenario::churn::ChurnArgs),
+    /// Subscribes with `since` after missed items: time until the ack.
+    Recovery(scenario::recovery::RecoveryArgs),
     /// Restarts the server under N viewing clients; time until all are back.
     Storm(scenario::storm::StormArgs),
     /// Prints free loopback TCP ports, one a line.
@@ -100,6 +102,7 @@ async fn run(cli: &Cli) -> switchboard_bench::Result<Vec<String>> {
         Command::Collision(args) => scenario::collision::run(&target()?, args, &mut report).await?,
         Command::Churn(args) => scenario::churn::run(&target()?, args, &mut report).await?,
         Command::Storm(args) => scenario::storm::run(&target()?, args, &mut report).await?,
+        Command::Recovery(args) => scenario::recovery::run(&target()?, args, &mut report).await?,
         Command::FreePort { count } => {
             // Held together so that the ports differ; released on return.
             let mut held = Vec::new();

@@ -8,6 +8,7 @@ pub mod churn;
 pub mod collision;
 pub mod fanout;
 pub mod idle;
+pub mod recovery;
 pub mod storm;
 
 use std::cell::{Cell, RefCell};
