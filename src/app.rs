@@ -23,7 +23,7 @@ const SOCKET_BUFFER: usize = 4096;
 /// Bytes a websocket reads at a time. Client messages are small (an event is
 /// a few hundred bytes); a larger one is read in several steps into a buffer
 /// sized for it. engineioxide's 4 KiB would sit idle in every connection.
-const WS_READ_CHUNK: usize = 512;
+const WS_READ_CHUNK: usize = 256;
 
 /// The two bound listeners; binding is the caller's, so tests use port 0.
 pub struct Listeners {

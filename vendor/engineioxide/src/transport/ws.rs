@@ -68,7 +68,12 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
     // Taken out rather than cloning the request head, which the session keeps: the
     // clone made its header values share their bytes, and kept hyper's upgrade handle.
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let (parts, _) = req.into_parts();
+    let (mut parts, _) = req.into_parts();
+    // The session keeps the request head; its headers served their purpose
+    // (the key above) and its extensions (hyper's, axum's) are of no use to
+    // the session: ~850 bytes per connection for nothing.
+    parts.headers = http::HeaderMap::new();
+    parts.extensions = http::Extensions::new();
 
     tokio::spawn(async move {
         let conn = on_upgrade.await.map(hyper_util::rt::TokioIo::new);
