@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::presence::{PresenceOp, SocketPresence};
+use crate::ticket_updates::TicketUpdate;
 use crate::timelines::TimelineEvent;
 
 /// One message on the bus, with the node that sent it.
@@ -28,6 +29,8 @@ pub enum Message {
     Presence { change: PresenceOp },
     /// A timeline event for the subscribers on every node.
     Publish { event: TimelineEvent },
+    /// A backend's ticket update for the ticket's viewers on every node.
+    TicketUpdated { update: TicketUpdate },
     /// The sender is shutting down; its sockets are gone.
     Bye,
 }

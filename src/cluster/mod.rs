@@ -22,7 +22,7 @@
 //! snapshot replaces what the others knew of its sender. Timeline rooms
 //! with local subscribers get `timeline:refresh` (`reason: "resync"`).
 //!
-//! Timeline publishes travel the same channel, in the order the internal
+//! Timeline publishes and ticket updates travel the same channel, in the order the internal
 //! API received them; the receiving node also delivers them locally at once,
 //! so a Redis outage only cuts the other nodes off (`partial: true`).
 //!
@@ -274,6 +274,7 @@ fn receive(hub: &Hub, bytes: &[u8]) -> bool {
             hub.apply_remote(&change);
         }
         Message::Publish { event } => hub.deliver_remote_publish(&event),
+        Message::TicketUpdated { update } => hub.deliver_remote_ticket_update(&update),
         Message::Bye => {
             let peer = link.peers().remove(&node);
             if let Some(peer) = peer {

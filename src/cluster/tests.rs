@@ -41,6 +41,7 @@ fn view(sid: Sid, ticket: &str, agent: &str, name: &str) -> PresenceOp {
         agent: AgentId::parse(Some(&json!(agent))).unwrap(),
         name: AgentName::parse(Some(&json!(name))).unwrap(),
         at: 1000,
+        device: Default::default(),
     }
 }
 

@@ -189,7 +189,12 @@ impl EventRouter {
 fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
     let at = hub.clock().now_ms();
     let (ticket, op) = match request {
-        Request::View { ticket, agent, name } => (
+        Request::View {
+            ticket,
+            agent,
+            name,
+            device,
+        } => (
             ticket.clone(),
             PresenceOp::View {
                 sid,
@@ -197,8 +202,41 @@ fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Value, ClientError> {
                 agent,
                 name,
                 at,
+                device,
             },
         ),
+        Request::Draft { ticket, agent, editing } => (
+            ticket.clone(),
+            PresenceOp::Draft {
+                sid,
+                ticket,
+                agent,
+                editing,
+                at,
+            },
+        ),
+        Request::Activity { ticket, agent, state } => (
+            ticket.clone(),
+            PresenceOp::Activity {
+                sid,
+                ticket,
+                agent,
+                state,
+                at,
+            },
+        ),
+        Request::Watch(tickets) => {
+            let lists = hub.watch(sid, &tickets)?;
+            let tickets: Vec<Value> = lists
+                .into_iter()
+                .map(|(ticket, viewers)| json!({ "ticketId": ticket, "viewers": viewers }))
+                .collect();
+            return Ok(json!({ "ok": true, "tickets": tickets }));
+        }
+        Request::Unwatch(tickets) => {
+            hub.unwatch(sid, &tickets);
+            return Ok(json!({ "ok": true }));
+        }
         Request::Typing { ticket, agent } => (ticket.clone(), PresenceOp::Typing { sid, ticket, agent, at }),
         Request::StopTyping { ticket, agent } => (ticket.clone(), PresenceOp::StopTyping { sid, ticket, agent, at }),
         Request::Leave { ticket, agent } => (ticket.clone(), PresenceOp::Leave { sid, ticket, agent }),
