@@ -355,7 +355,9 @@ impl Hub {
         let notified = registry.agents_other_than(&update.ticket, by, |sid| {
             local.as_ref().is_none_or(|l| l.contains(&sid))
         });
-        let except = by.map(|agent| registry.sockets_of(&update.ticket, agent)).unwrap_or_default();
+        let except = by
+            .map(|agent| registry.sockets_of(&update.ticket, agent))
+            .unwrap_or_default();
         self.shared.outbox.push(wire::ticket_updated(update, except));
         if let Some(cluster) = &self.shared.cluster {
             cluster.send(Message::TicketUpdated { update: update.clone() });

@@ -100,8 +100,9 @@ mod tests {
 
     #[test]
     fn the_contracts_example_parses() {
-        let u = parse(json!({"kind": "reply", "by": {"agentId": 8, "agentName": "Bob"}, "summary": "s", "version": 12}))
-            .unwrap();
+        let u =
+            parse(json!({"kind": "reply", "by": {"agentId": 8, "agentName": "Bob"}, "summary": "s", "version": 12}))
+                .unwrap();
         assert_eq!(u.kind, "reply");
         let by = u.by.unwrap();
         assert_eq!((by.agent.as_str(), by.name.unwrap().as_str()), ("8", "Bob"));

@@ -311,7 +311,10 @@ mod tests {
         };
         match timeline(&event.unwrap(), Some(&position)) {
             Delivery::ToRoom {
-                mut rooms, event, payload, ..
+                mut rooms,
+                event,
+                payload,
+                ..
             } => (rooms.remove(0), event, payload),
             other => panic!("not a room emit: {other:?}"),
         }

@@ -234,11 +234,7 @@ async fn viewers(State(hub): State<Hub>, PathParams(ticket): PathParams<String>)
 /// `POST /v1/tickets/{ticketId}/events` (§3.3): `ticket:updated` to the
 /// ticket's viewers on every node; `viewers` is how many agents that
 /// notified (see [`Hub::ticket_updated`]).
-async fn ticket_event(
-    State(hub): State<Hub>,
-    PathParams(ticket): PathParams<String>,
-    body: Body,
-) -> Result<Response> {
+async fn ticket_event(State(hub): State<Hub>, PathParams(ticket): PathParams<String>, body: Body) -> Result<Response> {
     let body = required_json(&hub, body).await?;
     let ticket = TicketId::parse(Some(&Value::String(ticket)))?;
     let update = TicketUpdate::parse(ticket, &body, hub.clock().now_ms())?;

@@ -289,7 +289,12 @@ impl ViewerRegistry {
     /// The agent already views: activity, and the earliest `since` any of its
     /// sockets brings. A new tab is warned and gets the list; a change of the
     /// list (a new name, device, idle no more) is told to everyone.
-    fn view_as_known_viewer(&mut self, view: &SocketViewing<'_>, before: &[ViewerView], events: &mut Vec<PresenceEvent>) {
+    fn view_as_known_viewer(
+        &mut self,
+        view: &SocketViewing<'_>,
+        before: &[ViewerView],
+        events: &mut Vec<PresenceEvent>,
+    ) {
         let SocketViewing {
             sid,
             ticket,
@@ -708,7 +713,12 @@ impl ViewerRegistry {
 
     /// How many viewers of `ticket` are not `except` and have a socket for
     /// which `counted` holds (the agents a ticket update notifies).
-    pub fn agents_other_than(&self, ticket: &TicketId, except: Option<&AgentId>, counted: impl Fn(Sid) -> bool) -> usize {
+    pub fn agents_other_than(
+        &self,
+        ticket: &TicketId,
+        except: Option<&AgentId>,
+        counted: impl Fn(Sid) -> bool,
+    ) -> usize {
         self.tickets.get(ticket).map_or(0, |viewers| {
             viewers
                 .iter()
@@ -925,8 +935,11 @@ impl ViewerRegistry {
             self.tickets.remove(ticket);
         }
         if !viewer.timed_out {
-            self.idle_deadlines
-                .remove(&(viewer.last_activity + self.rules.idle_after_ms, ticket.clone(), agent.clone()));
+            self.idle_deadlines.remove(&(
+                viewer.last_activity + self.rules.idle_after_ms,
+                ticket.clone(),
+                agent.clone(),
+            ));
         }
         for (sid, socket) in &viewer.sockets {
             if let Some((_, deadline)) = socket.typing {

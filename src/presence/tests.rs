@@ -594,11 +594,15 @@ fn a_viewer_shows_the_distinct_devices_of_its_tabs_sorted() {
     assert_eq!(viewers[0].devices, [dev("web")]);
     assert!(!viewers[0].editing && !viewers[0].idle);
     // A new tab on another device changes the list: the room hears it.
-    let (_, events) = r.view_on(phone, &t("1"), &a("7"), &n("Ada"), &dev("mobile"), 10).unwrap();
+    let (_, events) = r
+        .view_on(phone, &t("1"), &a("7"), &n("Ada"), &dev("mobile"), 10)
+        .unwrap();
     assert_eq!(kinds(&events), ["join", "viewers:updated"]);
     assert_eq!(broadcasts(&events)[0][0].devices, [dev("mobile"), dev("web")]);
     // The same view again changes nothing and broadcasts nothing.
-    let (_, events) = r.view_on(phone, &t("1"), &a("7"), &n("Ada"), &dev("mobile"), 20).unwrap();
+    let (_, events) = r
+        .view_on(phone, &t("1"), &a("7"), &n("Ada"), &dev("mobile"), 20)
+        .unwrap();
     assert!(broadcasts(&events).is_empty());
     // A later view of a tab replaces its device.
     let (_, events) = r.view(phone, &t("1"), &a("7"), &n("Ada"), 30).unwrap();
@@ -607,7 +611,8 @@ fn a_viewer_shows_the_distinct_devices_of_its_tabs_sorted() {
     let (_, events) = r.view(sid(), &t("1"), &a("7"), &n("Ada"), 40).unwrap();
     assert_eq!(kinds(&events), ["join", "viewers:to"]);
     // A tab leaving with the only "mobile" takes it from the list.
-    r.view_on(phone, &t("1"), &a("7"), &n("Ada"), &dev("mobile"), 50).unwrap();
+    r.view_on(phone, &t("1"), &a("7"), &n("Ada"), &dev("mobile"), 50)
+        .unwrap();
     let events = r.leave(phone, &t("1"), &a("7")).unwrap();
     assert_eq!(kinds(&events), ["leave", "viewers:updated"]);
     assert_eq!(broadcasts(&events)[0][0].devices, [dev("web")]);
@@ -622,7 +627,10 @@ fn a_viewer_edits_while_any_tab_has_a_draft_and_only_changes_are_broadcast() {
     let events = draft(&mut r, tab1, true, 10);
     assert_eq!(kinds(&events), ["viewers:updated"]);
     assert!(broadcasts(&events)[0][0].editing);
-    assert!(draft(&mut r, tab1, true, 20).is_empty(), "a repeated draft broadcasts nothing");
+    assert!(
+        draft(&mut r, tab1, true, 20).is_empty(),
+        "a repeated draft broadcasts nothing"
+    );
     assert!(draft(&mut r, tab2, true, 30).is_empty(), "already editing");
     assert!(draft(&mut r, tab1, false, 40).is_empty(), "tab 2 still has a draft");
     let events = draft(&mut r, tab2, false, 50);
@@ -667,11 +675,17 @@ fn a_viewer_is_idle_when_every_tab_is_away_and_active_again_with_any_event() {
     let (tab1, tab2) = (sid(), sid());
     r.view(tab1, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
     r.view(tab2, &t("1"), &a("7"), &n("Ada"), 0).unwrap();
-    assert!(activity(&mut r, tab1, TabState::Away, 10).is_empty(), "tab 2 is still in use");
+    assert!(
+        activity(&mut r, tab1, TabState::Away, 10).is_empty(),
+        "tab 2 is still in use"
+    );
     let events = activity(&mut r, tab2, TabState::Away, 20);
     assert_eq!(kinds(&events), ["viewers:updated"]);
     assert!(broadcasts(&events)[0][0].idle);
-    assert!(activity(&mut r, tab2, TabState::Away, 30).is_empty(), "a repeated away broadcasts nothing");
+    assert!(
+        activity(&mut r, tab2, TabState::Away, 30).is_empty(),
+        "a repeated away broadcasts nothing"
+    );
     // `away` is not activity: the idle deadline still counts from the view.
     assert_eq!(r.next_idle_deadline(), Some(IDLE_MS));
     let events = activity(&mut r, tab1, TabState::Active, 40);
@@ -690,7 +704,10 @@ fn a_viewer_is_idle_when_every_tab_is_away_and_active_again_with_any_event() {
             _ => r.view(tab1, &t("1"), &a("7"), &n("Ada"), at).unwrap().1,
         };
         assert!(!ada(&r).idle, "{op} makes the tab active");
-        assert!(broadcasts(&events).iter().any(|l| !l[0].idle), "{op}: the room hears it");
+        assert!(
+            broadcasts(&events).iter().any(|l| !l[0].idle),
+            "{op}: the room hears it"
+        );
     }
 }
 
@@ -720,7 +737,11 @@ fn a_viewer_without_activity_for_idle_after_turns_idle_then_back_at_its_next_act
     activity(&mut r, ada_tab, TabState::Away, at + 1);
     assert!(ada(&r).idle);
     let events = r.expire_idle(at + IDLE_MS + TYPING_MS);
-    assert!(broadcasts(&events).iter().all(|l| l.iter().find(|v| v.agent_id == a("7")).is_none_or(|v| v.idle)));
+    assert!(
+        broadcasts(&events)
+            .iter()
+            .all(|l| l.iter().find(|v| v.agent_id == a("7")).is_none_or(|v| v.idle))
+    );
     // The viewer gone, its deadline is gone too.
     r.disconnect(ada_tab, LeaveReason::Disconnected);
     r.disconnect(bob, LeaveReason::Disconnected);
@@ -772,7 +793,10 @@ fn a_replicated_draft_and_away_tab_combine_with_local_tabs() {
     assert!(ada(&r).idle, "both tabs, on both nodes, are away");
     // A snapshot carries each socket's device, draft and tab state.
     let snapshot = r.socket_presence(there);
-    assert_eq!((snapshot[0].device.as_str(), snapshot[0].draft, snapshot[0].away), ("mobile", true, true));
+    assert_eq!(
+        (snapshot[0].device.as_str(), snapshot[0].draft, snapshot[0].away),
+        ("mobile", true, true)
+    );
     let mut other = registry();
     other.sync_socket(there, &snapshot);
     let v = other.list(&t("1"))[0].clone();
@@ -793,7 +817,11 @@ fn editing_makes_the_warning_critical() {
     let view = |name: &str, typing: bool, editing: bool| ViewerView {
         agent_id: a(name),
         agent_name: n(name),
-        status: if typing { ViewerStatus::Typing } else { ViewerStatus::Viewing },
+        status: if typing {
+            ViewerStatus::Typing
+        } else {
+            ViewerStatus::Viewing
+        },
         since: 1,
         typing_started_at: typing.then_some(1),
         editing,
@@ -822,7 +850,10 @@ fn draft_and_activity_need_the_socket_to_view_the_ticket_as_that_agent() {
     let code = |e: Result<Vec<PresenceEvent>, ClientError>| e.map_or_else(|e| e.code(), |_| "ok");
     assert_eq!(code(r.draft(s, &t("2"), &a("7"), true, 1)), "NOT_VIEWING");
     assert_eq!(code(r.draft(s, &t("1"), &a("8"), true, 1)), "NOT_VIEWING");
-    assert_eq!(code(r.activity(sid(), &t("1"), &a("7"), TabState::Away, 1)), "NOT_VIEWING");
+    assert_eq!(
+        code(r.activity(sid(), &t("1"), &a("7"), TabState::Away, 1)),
+        "NOT_VIEWING"
+    );
     assert!(!ada(&r).editing && !ada(&r).idle, "a refused event changes nothing");
 }
 

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use crate::auth::TokenIdentity;
 use crate::error::ClientError;
-use crate::ids::{AgentId, AgentName, Device, EntityId, EntityType, Invalid, Since, TicketId, TimelineKey, payload_object};
+use crate::ids::{
+    AgentId, AgentName, Device, EntityId, EntityType, Invalid, Since, TicketId, TimelineKey, payload_object,
+};
 use crate::presence::TabState;
 
 /// Most ticket ids one `tickets:watch` or `tickets:unwatch` may carry.
@@ -278,21 +280,57 @@ mod tests {
         assert_eq!(device(view(json!({"device": "Mobile"}))), Err("INVALID_PAYLOAD"));
         assert_eq!(device(view(json!({"device": 3}))), Err("INVALID_PAYLOAD"));
 
-        assert_eq!(code(EventName::Draft, json!({"ticketId": 1, "agentId": "7", "editing": true})), "ok");
-        assert_eq!(code(EventName::Draft, json!({"ticketId": 1, "agentId": "7", "editing": "yes"})), "INVALID_PAYLOAD");
-        assert_eq!(code(EventName::Draft, json!({"ticketId": 1, "agentId": "7"})), "INVALID_PAYLOAD");
-        assert_eq!(code(EventName::Activity, json!({"ticketId": 1, "agentId": "7", "state": "away"})), "ok");
-        assert_eq!(code(EventName::Activity, json!({"ticketId": 1, "agentId": "7", "state": "gone"})), "INVALID_PAYLOAD");
-        assert_eq!(code(EventName::Activity, json!({"ticketId": 1, "state": "active"})), "INVALID_PAYLOAD");
+        assert_eq!(
+            code(
+                EventName::Draft,
+                json!({"ticketId": 1, "agentId": "7", "editing": true})
+            ),
+            "ok"
+        );
+        assert_eq!(
+            code(
+                EventName::Draft,
+                json!({"ticketId": 1, "agentId": "7", "editing": "yes"})
+            ),
+            "INVALID_PAYLOAD"
+        );
+        assert_eq!(
+            code(EventName::Draft, json!({"ticketId": 1, "agentId": "7"})),
+            "INVALID_PAYLOAD"
+        );
+        assert_eq!(
+            code(
+                EventName::Activity,
+                json!({"ticketId": 1, "agentId": "7", "state": "away"})
+            ),
+            "ok"
+        );
+        assert_eq!(
+            code(
+                EventName::Activity,
+                json!({"ticketId": 1, "agentId": "7", "state": "gone"})
+            ),
+            "INVALID_PAYLOAD"
+        );
+        assert_eq!(
+            code(EventName::Activity, json!({"ticketId": 1, "state": "active"})),
+            "INVALID_PAYLOAD"
+        );
 
         assert_eq!(code(EventName::Watch, json!({"ticketIds": [1, "2", 1]})), "ok");
         let hundred: Vec<u32> = (0..100).collect();
         assert_eq!(code(EventName::Watch, json!({ "ticketIds": hundred })), "ok");
         let too_many: Vec<u32> = (0..101).collect();
-        assert_eq!(code(EventName::Watch, json!({ "ticketIds": too_many })), "INVALID_PAYLOAD");
+        assert_eq!(
+            code(EventName::Watch, json!({ "ticketIds": too_many })),
+            "INVALID_PAYLOAD"
+        );
         assert_eq!(code(EventName::Watch, json!({"ticketIds": []})), "INVALID_PAYLOAD");
         assert_eq!(code(EventName::Watch, json!({"ticketIds": 1})), "INVALID_PAYLOAD");
-        assert_eq!(code(EventName::Unwatch, json!({"ticketIds": [1, ""]})), "INVALID_PAYLOAD");
+        assert_eq!(
+            code(EventName::Unwatch, json!({"ticketIds": [1, ""]})),
+            "INVALID_PAYLOAD"
+        );
         assert_eq!(code(EventName::Unwatch, json!({})), "INVALID_PAYLOAD");
     }
 
@@ -300,8 +338,14 @@ mod tests {
     fn invalid_draft_fields_come_before_forbidden() {
         let bare = token(None);
         let code = |p: Value| Request::parse(EventName::Draft, &p, Some(&bare)).map_or_else(|e| e.code(), |_| "ok");
-        assert_eq!(code(json!({"ticketId": 1, "agentId": "bob", "editing": 1})), "INVALID_PAYLOAD");
-        assert_eq!(code(json!({"ticketId": 1, "agentId": "bob", "editing": true})), "FORBIDDEN");
+        assert_eq!(
+            code(json!({"ticketId": 1, "agentId": "bob", "editing": 1})),
+            "INVALID_PAYLOAD"
+        );
+        assert_eq!(
+            code(json!({"ticketId": 1, "agentId": "bob", "editing": true})),
+            "FORBIDDEN"
+        );
         assert_eq!(code(json!({"ticketId": 1, "editing": false})), "ok");
     }
 
