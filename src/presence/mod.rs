@@ -223,6 +223,9 @@ pub struct SocketPresence {
     pub draft: bool,
     #[serde(default)]
     pub away: bool,
+    /// The viewer had no activity for `idle_after` (idle by time).
+    #[serde(default)]
+    pub timed_out: bool,
 }
 
 /// A tab's state as `ticket:activity` reports it.

@@ -44,6 +44,10 @@ struct SocketViewing<'a> {
     /// The socket's tab state as a snapshot tells it; a view is activity
     /// and makes the tab active.
     away: bool,
+    /// A snapshot's viewer that had no activity for `idle_after` at its
+    /// last activity `at`: idle from the start, rather than not idle until
+    /// this node's timer catches up.
+    timed_out: bool,
 }
 
 /// Whether two lists show the same viewers in the same states: names,
@@ -213,6 +217,7 @@ impl ViewerRegistry {
             device,
             draft: None,
             away: false,
+            timed_out: false,
         };
         self.view_from(Origin::Local, &view)
     }
@@ -263,15 +268,17 @@ impl ViewerRegistry {
             name: name.clone(),
             since,
             last_activity: view.at,
-            timed_out: false,
+            timed_out: view.timed_out,
             sockets: HashMap::new(),
         };
         self.tickets
             .entry(ticket.clone())
             .or_default()
             .insert(agent.clone(), viewer);
-        self.idle_deadlines
-            .insert((view.at + self.rules.idle_after_ms, ticket.clone(), agent.clone()));
+        if !view.timed_out {
+            self.idle_deadlines
+                .insert((view.at + self.rules.idle_after_ms, ticket.clone(), agent.clone()));
+        }
         self.attach(sid, ticket, agent, view.socket_view(), events);
         if !others.is_empty() {
             events.push(PresenceEvent::collision_warning(sid, ticket, others));
@@ -303,6 +310,9 @@ impl ViewerRegistry {
             ..
         } = *view;
         self.touch(ticket, agent, view.at);
+        if view.timed_out {
+            self.time_out(ticket, agent, view.at);
+        }
         let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
             return;
         };
@@ -539,6 +549,7 @@ impl ViewerRegistry {
                     device,
                     draft: None,
                     away: false,
+                    timed_out: false,
                 };
                 let (viewers, events) = self.view_from(origin, &view)?;
                 Applied {
@@ -596,6 +607,7 @@ impl ViewerRegistry {
                     device: socket.device.clone(),
                     draft: socket.draft,
                     away: socket.away,
+                    timed_out: viewer.timed_out,
                 })
             })
             .collect();
@@ -633,6 +645,7 @@ impl ViewerRegistry {
                 device: &e.device,
                 draft: Some(e.draft),
                 away: e.away,
+                timed_out: e.timed_out,
             };
             match self.view_from(Origin::Remote, &view) {
                 Ok((_, more)) => events.extend(more),
@@ -882,6 +895,21 @@ impl ViewerRegistry {
         viewer.timed_out = false;
         self.idle_deadlines
             .insert((at + idle_after, ticket.clone(), agent.clone()));
+    }
+
+    /// A snapshot says the viewer, last active at `at`, is idle by time:
+    /// so it is here too unless it was active since.
+    fn time_out(&mut self, ticket: &TicketId, agent: &AgentId, at: Millis) {
+        let idle_after = self.rules.idle_after_ms;
+        let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
+            return;
+        };
+        if viewer.timed_out || viewer.last_activity > at {
+            return;
+        }
+        self.idle_deadlines
+            .remove(&(viewer.last_activity + idle_after, ticket.clone(), agent.clone()));
+        viewer.timed_out = true;
     }
 
     fn socket_mut(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId) -> Option<&mut SocketView> {

@@ -466,6 +466,7 @@ fn sync_socket_makes_a_remote_socket_what_its_snapshot_says() {
         device: Device::default(),
         draft: false,
         away: false,
+        timed_out: false,
     };
     let events = r.sync_socket(there, std::slice::from_ref(&entry));
     assert_eq!(
@@ -801,6 +802,30 @@ fn a_replicated_draft_and_away_tab_combine_with_local_tabs() {
     other.sync_socket(there, &snapshot);
     let v = other.list(&t("1"))[0].clone();
     assert_eq!((v.editing, v.idle, v.devices), (true, true, vec![dev("mobile")]));
+}
+
+#[test]
+fn a_snapshot_of_a_viewer_idle_by_time_is_idle_from_its_first_list() {
+    let mut r = registry();
+    let there = sid();
+    r.apply(&view_op(there, "1", "7", "Ada", 0), Origin::Remote).unwrap();
+    r.expire_idle(IDLE_MS);
+    let snapshot = r.socket_presence(there);
+    assert!(snapshot[0].timed_out);
+    let mut fresh = registry();
+    let events = fresh.sync_socket(there, &snapshot);
+    let lists = broadcasts(&events);
+    assert!(lists.iter().all(|l| l[0].idle), "never shown active: {lists:?}");
+    assert_eq!(fresh.next_idle_deadline(), None, "idle until its next activity");
+    // A node that already knew the viewer times it out too, once.
+    let mut known = registry();
+    known
+        .apply(&view_op(there, "1", "7", "Ada", 0), Origin::Remote)
+        .unwrap();
+    let events = known.sync_socket(there, &snapshot);
+    assert_eq!(kinds(&events), ["viewers:updated"]);
+    assert!(broadcasts(&events)[0][0].idle);
+    assert!(known.expire_idle(10 * IDLE_MS).is_empty());
 }
 
 #[test]
