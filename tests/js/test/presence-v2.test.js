@@ -274,11 +274,11 @@ describe('presence detail (section 3.1)', { skip: SKIP }, () => {
   }
 });
 
-describe('presence detail: draft and activity draw from the rate limit (section 3.1)', { skip: SKIP }, () => {
+describe('presence detail and watching draw from the rate limit (sections 3.1, 3.2)', { skip: SKIP }, () => {
   const server = h.serverForDescribe({ events_per_second: 1 });
   afterEach(() => h.closeAllSockets());
 
-  it('past the burst, ticket:draft and ticket:activity are RATE_LIMITED', async () => {
+  it('past the burst, ticket:draft, ticket:activity and tickets:watch are RATE_LIMITED, with and without an ack', async () => {
     const s = await h.connect(server.url, { transports: ['websocket'] });
     const t = h.uid('t');
     const view = await h.emitAck(s, 'ticket:view', { ticketId: t, ...ADA });
@@ -289,5 +289,11 @@ describe('presence detail: draft and activity draw from the rate limit (section 
     }
     // Burst 2 at 1/s: the view and one more pass within this loop.
     h.assertAckError(acks[acks.length - 1], 'RATE_LIMITED');
+    // Without an ack: ticket:error with the event's name (tickets:watch too).
+    for (const [event, payload] of [['ticket:draft', { ticketId: t, agentId: 'ada', editing: true }], ['tickets:watch', { ticketIds: [t] }]]) {
+      s.emit(event, payload);
+      const err = await h.nextEvent(s, 'ticket:error');
+      assert.deepEqual([err.event, err.code], [event, 'RATE_LIMITED']);
+    }
   });
 });
