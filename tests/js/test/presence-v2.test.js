@@ -297,3 +297,33 @@ describe('presence detail and watching draw from the rate limit (sections 3.1, 3
     }
   });
 });
+
+describe('presence detail with auth_mode = jwt (sections 1, 3.1)', { skip: SKIP }, () => {
+  const crypto = require('node:crypto');
+  const SECRET = 'jwt-s3cret';
+  const b64u = (data) => Buffer.from(data).toString('base64url');
+  const sign = (claims) => {
+    const data = `${b64u(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64u(JSON.stringify(claims))}`;
+    return `${data}.${b64u(crypto.createHmac('sha256', SECRET).update(data).digest())}`;
+  };
+  const server = h.serverForDescribe({ auth_mode: 'jwt', jwt_secret: SECRET, events_per_second: 0 });
+  afterEach(() => h.closeAllSockets());
+
+  it('an omitted agentId is the token\'s; another agent\'s is FORBIDDEN (after INVALID_PAYLOAD), with and without an ack', async () => {
+    const s = await h.connect(server.url, { transports: ['websocket'], auth: { token: sign({ sub: 'ada', name: 'Ada' }) } });
+    const t = h.uid('t');
+    const view = await h.emitAck(s, 'ticket:view', { ticketId: t, device: 'mobile' });
+    assert.deepEqual(view.viewers[0].devices, ['mobile']);
+    assert.deepEqual(await h.emitAck(s, 'ticket:draft', { ticketId: t, editing: true }), { ok: true, ticketId: t });
+    assert.deepEqual(await h.emitAck(s, 'ticket:activity', { ticketId: t, state: 'away' }), { ok: true, ticketId: t });
+    const vu = await h.nextEvent(s, 'viewers:updated', { where: (p) => p.viewers[0].idle && p.viewers[0].editing });
+    assert.equal(vu.viewers[0].agentId, 'ada');
+    h.clearEvents(s, 'viewers:updated'); // the view's and the draft's
+    h.assertAckError(await h.emitAck(s, 'ticket:draft', { ticketId: t, agentId: 'bob', editing: false }), 'FORBIDDEN');
+    h.assertAckError(await h.emitAck(s, 'ticket:draft', { ticketId: t, agentId: 'bob', editing: 'no' }), 'INVALID_PAYLOAD');
+    s.emit('ticket:activity', { ticketId: t, agentId: 'bob', state: 'active' });
+    const err = await h.nextEvent(s, 'ticket:error');
+    assert.deepEqual([err.event, err.code], ['ticket:activity', 'FORBIDDEN']);
+    await h.noEvent(s, 'viewers:updated', 200, { where: (p) => !p.viewers[0].idle });
+  });
+});
