@@ -327,3 +327,23 @@ describe('presence detail with auth_mode = jwt (sections 1, 3.1)', { skip: SKIP 
     await h.noEvent(s, 'viewers:updated', 200, { where: (p) => !p.viewers[0].idle });
   });
 });
+
+describe('presence detail: the stale sweep ends a draft (section 3.1)', { skip: SKIP }, () => {
+  const server = h.serverForDescribe({ events_per_second: 0, sweep_interval: 200, stale_after: 600 });
+  afterEach(() => h.closeAllSockets());
+
+  it('a stale viewer leaves with its draft; a new view of that socket has none', async () => {
+    const ada = await h.connect(server.url, { transports: ['websocket'] });
+    const list = await h.connect(server.url, { transports: ['websocket'] });
+    const t = h.uid('t');
+    await h.emitAck(ada, 'ticket:view', { ticketId: t, ...ADA });
+    await h.emitAck(ada, 'ticket:draft', { ticketId: t, agentId: 'ada', editing: true });
+    const ack = await h.emitAck(list, 'tickets:watch', { ticketIds: [t] });
+    assert.equal(ack.tickets[0].viewers[0].editing, true);
+    const left = await h.nextEvent(ada, 'agent:left', 3000);
+    assert.equal(left.reason, 'stale');
+    await h.nextEvent(list, 'viewers:updated', { where: (p) => p.viewers.length === 0 });
+    const again = await h.emitAck(ada, 'ticket:view', { ticketId: t, ...ADA });
+    assert.equal(again.viewers[0].editing, false, 'the draft ended with the sweep');
+  });
+});
