@@ -19,6 +19,7 @@ fn rules() -> PresenceRules {
         typing_timeout_ms: 10_000,
         stale_after_ms: 1_800_000,
         max_tickets_per_socket: 100,
+        idle_after_ms: 300_000,
     }
 }
 
@@ -37,6 +38,7 @@ fn busy_registry() -> ViewerRegistry {
                 agent: AgentId::parse(Some(&json!(format!("agent-{t}-{a}")))).unwrap(),
                 name: AgentName::parse(Some(&json!("Agent"))).unwrap(),
                 at: 1_000,
+                device: Device::default(),
             };
             registry.apply(&op, Origin::Local).unwrap();
         }
@@ -63,6 +65,7 @@ fn registry(c: &mut Criterion) {
                         agent: agent.clone(),
                         name: name.clone(),
                         at,
+                        device: Device::default(),
                     },
                     PresenceOp::Typing {
                         sid,

@@ -104,7 +104,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
 
     let stop_timers = CancellationToken::new();
     let timers = [
-        tokio::spawn(background::typing_expiry(hub.clone(), stop_timers.clone())),
+        tokio::spawn(background::presence_timers(hub.clone(), stop_timers.clone())),
         tokio::spawn(background::stale_sweep(hub.clone(), stop_timers.clone())),
         tokio::spawn(background::token_expiry(hub.clone(), stop_timers.clone())),
         tokio::spawn(background::history_expiry(hub.clone(), stop_timers.clone())),

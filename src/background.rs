@@ -1,4 +1,4 @@
-//! The node's timers: typing timeouts, the stale sweep, history expiry,
+//! The node's timers: typing timeouts and idle viewers, the stale sweep, history expiry,
 //! token expiry. Each
 //! runs as an owned task that ends when its token is cancelled; each asks
 //! the hub to act, and the hub queues what sockets must hear.
@@ -14,19 +14,22 @@ use crate::hub::Hub;
 /// How long a timer with nothing to wait for sleeps before looking again.
 const NOTHING_DUE: Duration = Duration::from_secs(3600);
 
-/// Turns typing that got no renewal within `typing_timeout` back to viewing.
-pub async fn typing_expiry(hub: Hub, stop: CancellationToken) {
+/// Turns typing that got no renewal within `typing_timeout` back to viewing,
+/// and viewers without activity for `idle_after` idle: one precise timer
+/// that sleeps until the earliest deadline, so each falls due on time (not a
+/// periodic sweep).
+pub async fn presence_timers(hub: Hub, stop: CancellationToken) {
     loop {
-        // Nobody types: sleep until a typing event says otherwise.
+        // Nothing due: sleep until a presence change says otherwise.
         let wake = hub
-            .next_typing_deadline()
+            .next_presence_deadline()
             .map_or_else(|| Instant::now() + NOTHING_DUE, |at| hub.clock().instant_at(at).into());
         tokio::select! {
             () = stop.cancelled() => return,
-            () = hub.typing_changed() => continue,
+            () = hub.presence_deadlines_changed() => continue,
             () = sleep_until(wake) => {}
         }
-        hub.expire_typing(hub.clock().now_ms());
+        hub.expire_presence_timers(hub.clock().now_ms());
     }
 }
 

@@ -189,6 +189,15 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_MAX_TIMELINES_PER_SOCKET", default_value = "500")]
     pub max_timelines_per_socket: usize,
 
+    /// A viewer without activity this long is idle (v2)
+    #[arg(long, env = "SWITCHBOARD_IDLE_AFTER", default_value = "5m", value_parser = duration::parse)]
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub idle_after: Duration,
+
+    /// Tickets one socket may watch from a list view (v2)
+    #[arg(long, env = "SWITCHBOARD_MAX_WATCHED_TICKETS", default_value = "500")]
+    pub max_watched_tickets: usize,
+
     /// Events kept per timeline for recovery with `since`; 0 = none (v2)
     #[arg(long, env = "SWITCHBOARD_HISTORY_SIZE", default_value = "100")]
     pub history_size: usize,
@@ -585,6 +594,8 @@ mod tests {
         assert_eq!(c.max_payload, 1_000_000);
         assert_eq!(c.max_tickets_per_socket, 100);
         assert_eq!(c.max_timelines_per_socket, 500);
+        assert_eq!(c.idle_after, Duration::from_secs(300));
+        assert_eq!(c.max_watched_tickets, 500);
         assert_eq!(c.events_per_second, 50);
         assert_eq!(c.header_read_timeout, Duration::from_secs(10));
         assert_eq!(c.max_connections, 0);

@@ -24,12 +24,13 @@ use crate::config::Config;
 use crate::delivery::{Delivery, Outbox, wire};
 use crate::error::ClientError;
 use crate::history::{Histories, Mirror, Position, Recovery};
-use crate::ids::{Since, TicketId, TimelineKey};
+use crate::ids::{Since, TicketId, TimelineKey, watchers_room};
 use crate::metrics::{Metrics, Snapshot};
 use crate::presence::{
     LeaveReason, Millis, Origin, PresenceEvent, PresenceOp, PresenceRules, PresenceStats, SocketPresence,
-    ViewerRegistry, ViewerView,
+    ViewerRegistry, ViewerView, WatchRegistry,
 };
+use crate::ticket_updates::TicketUpdate;
 use crate::timelines::{Membership, TimelineEvent, TimelineRegistry, TimelineStats};
 
 #[derive(Clone, Debug)]
@@ -46,11 +47,13 @@ struct Shared {
     metrics: Metrics,
     /// The other nodes, when Redis is configured.
     cluster: Option<ClusterLink>,
-    // Lock order: `presence`, `timelines`, `histories` and `connections`
-    // are never held together; an operation that needs two reads one, lets
-    // go, then takes the other. One exception: `mirror` may be held while
-    // `timelines` is taken (never the other way round).
+    // Lock order: `presence`, `watches`, `timelines`, `histories` and
+    // `connections` are never held together; an operation that needs two
+    // reads one, lets go, then takes the other. One exception: `mirror` may
+    // be held while `timelines` is taken (never the other way round).
     presence: Mutex<ViewerRegistry>,
+    /// The tickets each of this node's sockets watches (list views).
+    watches: Mutex<WatchRegistry>,
     timelines: Mutex<TimelineRegistry>,
     /// Offsets, epochs and recent events of the timelines (single instance).
     histories: Mutex<Histories>,
@@ -61,8 +64,8 @@ struct Shared {
     connections: Mutex<Connections>,
     /// Sockets to disconnect when their token expires.
     expiries: Expiries,
-    /// Woken when a typing deadline may have moved earlier.
-    typing_changed: Notify,
+    /// Woken when a typing or idle deadline may have moved earlier.
+    presence_deadlines_changed: Notify,
     serving: AtomicBool,
 }
 
@@ -115,6 +118,7 @@ impl Hub {
             typing_timeout_ms: config.typing_timeout.as_millis() as u64,
             stale_after_ms: config.stale_after.as_millis() as u64,
             max_tickets_per_socket: config.max_tickets_per_socket,
+            idle_after_ms: config.idle_after.as_millis() as u64,
         };
         let timelines = TimelineRegistry::new(config.max_timelines_per_socket);
         let metrics = Metrics::new();
@@ -129,6 +133,7 @@ impl Hub {
                 metrics,
                 cluster,
                 presence: Mutex::new(ViewerRegistry::new(rules)),
+                watches: Mutex::new(WatchRegistry::new(config.max_watched_tickets)),
                 timelines: Mutex::new(timelines),
                 histories: Mutex::new(Histories::new(
                     config.history_size,
@@ -141,7 +146,7 @@ impl Hub {
                 )),
                 connections: Mutex::new(Connections::new(config.max_connections, CONNECT_TIMEOUT)),
                 expiries: Expiries::default(),
-                typing_changed: Notify::new(),
+                presence_deadlines_changed: Notify::new(),
                 serving: AtomicBool::new(false),
                 config,
             }),
@@ -196,9 +201,10 @@ impl Hub {
         }
     }
 
-    /// A socket is gone: it stops viewing and following everything.
+    /// A socket is gone: it stops viewing, watching and following everything.
     pub fn socket_disconnected(&self, sid: Sid) {
         let _ = self.apply_local(PresenceOp::Disconnect { sid });
+        lock(&self.shared.watches).disconnect(sid);
         lock(&self.shared.timelines).disconnect(sid);
         lock(&self.shared.connections).disconnected(sid);
     }
@@ -219,14 +225,16 @@ impl Hub {
         let mut registry = lock(&self.shared.presence);
         let applied = registry.apply(&op, Origin::Local)?;
         self.deliver(applied.events);
-        let typing = matches!(op, PresenceOp::Typing { .. });
+        // Only typing and a view can bring a deadline earlier than the one
+        // the timer sleeps until (a new typing timeout; the first idle
+        // deadline of a new viewer); other activity only moves them later.
+        let earlier = matches!(op, PresenceOp::Typing { .. } | PresenceOp::View { .. });
         if let Some(cluster) = &self.shared.cluster {
             cluster.send(Message::Presence { change: op });
         }
         drop(registry);
-        if typing {
-            // A new typing deadline: the expiry timer re-plans.
-            self.shared.typing_changed.notify_one();
+        if earlier {
+            self.shared.presence_deadlines_changed.notify_one();
         }
         Ok(applied.ack_viewers)
     }
@@ -239,7 +247,7 @@ impl Hub {
             Err(e) => tracing::debug!(error = %e, ?op, "replicated change does not apply here"),
         }
         drop(registry);
-        self.shared.typing_changed.notify_one();
+        self.shared.presence_deadlines_changed.notify_one();
     }
 
     /// Makes another node's sockets what its snapshot says: `gone` sockets
@@ -258,7 +266,7 @@ impl Hub {
             self.deliver(events);
         }
         drop(registry);
-        self.shared.typing_changed.notify_one();
+        self.shared.presence_deadlines_changed.notify_one();
     }
 
     /// Removes sockets of another node (gone or lost) from presence.
@@ -282,21 +290,104 @@ impl Hub {
         cluster.send(Message::Snapshot { presence, counts });
     }
 
-    /// Turns typing that got no renewal in time back to viewing.
-    pub fn expire_typing(&self, now: Millis) {
+    /// Turns typing that got no renewal in time back to viewing, and
+    /// viewers without activity for `idle_after` idle. Each node does it for
+    /// the whole cluster's viewers and tells its own sockets.
+    pub fn expire_presence_timers(&self, now: Millis) {
         let mut registry = lock(&self.shared.presence);
-        let events = registry.expire_typing(now);
+        let mut events = registry.expire_typing(now);
+        events.extend(registry.expire_idle(now));
         self.deliver(events);
     }
 
-    /// When the next typing timeout falls due, if anyone types.
-    pub fn next_typing_deadline(&self) -> Option<Millis> {
-        lock(&self.shared.presence).next_typing_deadline()
+    /// When the next typing timeout or idle deadline falls due, if any.
+    pub fn next_presence_deadline(&self) -> Option<Millis> {
+        let registry = lock(&self.shared.presence);
+        match (registry.next_typing_deadline(), registry.next_idle_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Resolves when a typing deadline may have changed.
-    pub async fn typing_changed(&self) {
-        self.shared.typing_changed.notified().await;
+    /// Resolves when a typing or idle deadline may have changed.
+    pub async fn presence_deadlines_changed(&self) {
+        self.shared.presence_deadlines_changed.notified().await;
+    }
+
+    /// `tickets:watch`: all of `tickets` or none (`LIMIT_EXCEEDED`); returns
+    /// each distinct ticket's current viewer list, in the order given.
+    ///
+    /// The joins are queued under the presence lock, after the lists are
+    /// read: a change made before is in the list, one made after reaches
+    /// the socket as `viewers:updated`.
+    pub fn watch(&self, sid: Sid, tickets: &[TicketId]) -> Result<Vec<(TicketId, Vec<ViewerView>)>, ClientError> {
+        let new = lock(&self.shared.watches).watch(sid, tickets)?;
+        let registry = lock(&self.shared.presence);
+        for ticket in new {
+            self.shared.outbox.push(Delivery::Join {
+                sid,
+                room: watchers_room(&ticket),
+            });
+        }
+        let mut lists: Vec<(TicketId, Vec<ViewerView>)> = Vec::new();
+        for ticket in tickets {
+            if !lists.iter().any(|(t, _)| t == ticket) {
+                lists.push((ticket.clone(), registry.list(ticket)));
+            }
+        }
+        Ok(lists)
+    }
+
+    /// `tickets:unwatch`: tickets not watched are ignored.
+    pub fn unwatch(&self, sid: Sid, tickets: &[TicketId]) {
+        let removed = lock(&self.shared.watches).unwatch(sid, tickets);
+        for ticket in removed {
+            self.shared.outbox.push(Delivery::Leave {
+                sid,
+                room: watchers_room(&ticket),
+            });
+        }
+    }
+
+    /// A backend says a ticket changed (§3.3): `ticket:updated` to its
+    /// viewers on every node but the sockets of the agent who changed it.
+    /// Returns where it reached and how many agents it notified: the
+    /// ticket's viewers other than `by`, cluster-wide (every node holds the
+    /// whole list); while Redis is down, only those with a socket here.
+    pub fn ticket_updated(&self, update: &TicketUpdate) -> (Reach, usize) {
+        let reach = match &self.shared.cluster {
+            Some(cluster) if !cluster.is_up() => Reach::ThisNodeOnly,
+            _ => Reach::AllNodes,
+        };
+        let local = match reach {
+            Reach::AllNodes => None,
+            Reach::ThisNodeOnly => self.local_sids(),
+        };
+        let registry = lock(&self.shared.presence);
+        let by = update.by.as_ref().map(|b| &b.agent);
+        let notified = registry.agents_other_than(&update.ticket, by, |sid| {
+            local.as_ref().is_none_or(|l| l.contains(&sid))
+        });
+        let except = by
+            .map(|agent| registry.sockets_of(&update.ticket, agent))
+            .unwrap_or_default();
+        self.shared.outbox.push(wire::ticket_updated(update, except));
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.send(Message::TicketUpdated { update: update.clone() });
+        }
+        drop(registry);
+        (reach, notified)
+    }
+
+    /// A ticket update received by another node, for this node's viewers.
+    pub fn deliver_remote_ticket_update(&self, update: &TicketUpdate) {
+        let registry = lock(&self.shared.presence);
+        let except = update
+            .by
+            .as_ref()
+            .map(|b| registry.sockets_of(&update.ticket, &b.agent))
+            .unwrap_or_default();
+        self.shared.outbox.push(wire::ticket_updated(update, except));
     }
 
     /// Sweeps this node's sockets out of stale viewers; the other nodes

@@ -116,6 +116,11 @@ identifier_type!(
     ItemId, "itemId"
 );
 
+identifier_type!(
+    /// A backend's own version of a ticket (`ticket:updated`'s `version`).
+    TicketVersion, "version"
+);
+
 /// An agent's display name: 1 to 200 code points, no control characters,
 /// not only white space.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -207,6 +212,38 @@ impl fmt::Display for EntityType {
     }
 }
 
+/// The device a socket views a ticket from (`ticket:view`'s `device`, v2):
+/// the `entityType` pattern; omitted or null means `"web"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Device(Arc<str>);
+
+impl Device {
+    pub fn parse(value: Option<&Value>) -> Result<Self, Invalid> {
+        match value {
+            None | Some(Value::Null) => Ok(Self::default()),
+            Some(Value::String(s)) if EntityType::is_valid(s) => Ok(Self(s.as_str().into())),
+            Some(_) => Err(Invalid("device must match ^[a-z][a-z0-9_-]{0,31}$".into())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Device {
+    fn default() -> Self {
+        Self("web".into())
+    }
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(Some(&Value::deserialize(d)?)).map_err(serde::de::Error::custom)
+    }
+}
+
 /// One timeline: an entity type and id, also the name of its room.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -263,6 +300,13 @@ impl Since {
 /// The Socket.IO room of a ticket: `ticket:{ticketId}`.
 pub fn ticket_room(ticket: &TicketId) -> String {
     format!("ticket:{ticket}")
+}
+
+/// The Socket.IO room of a ticket's watchers (`tickets:watch`, v2):
+/// `watchers:{ticketId}`, apart from the viewers' room so that watching
+/// brings only `viewers:updated`.
+pub fn watchers_room(ticket: &TicketId) -> String {
+    format!("watchers:{ticket}")
 }
 
 /// The payload must be a JSON object; returns it.
@@ -345,6 +389,17 @@ mod tests {
         assert!(et(json!("")).is_err());
         assert!(et(json!("a b")).is_err());
         assert!(et(json!(3)).is_err());
+    }
+
+    #[test]
+    fn devices_follow_the_entity_type_pattern_and_default_to_web() {
+        let d = |v: Option<Value>| Device::parse(v.as_ref()).map(|d| d.as_str().to_string());
+        assert_eq!(d(None), Ok("web".into()));
+        assert_eq!(d(Some(Value::Null)), Ok("web".into()));
+        assert_eq!(d(Some(json!("mobile"))), Ok("mobile".into()));
+        assert!(d(Some(json!("Mobile"))).is_err());
+        assert!(d(Some(json!(""))).is_err());
+        assert!(d(Some(json!(1))).is_err());
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! The domain, plain and synchronous (unit-tested without a network):
 //! - `ids`: identifiers validated at the edge; `error`: client error codes
 //!   (Socket.IO); `http_error`: HTTP error codes (both listeners).
-//! - `presence`: the viewer registry (who views, who types), returns events.
+//! - `presence`: the viewer registry (who views, types, edits, is idle, on
+//!   which devices), returns events; the watch registry (list views).
+//! - `ticket_updates`: "this ticket was updated" from a backend (§3.3).
 //! - `timelines`: timeline events and the subscriptions per socket and room.
 //! - `history`: timeline offsets, epochs and the events kept for recovery.
 //! - `rate_limit`: the per-socket token bucket; `clock`: monotonic epoch ms.
@@ -31,7 +33,8 @@
 //! - `http_server`: the accept loop both listeners run (header read timeout,
 //!   graceful drain).
 //! - `cluster`: replication of presence and publishes over Redis pub/sub.
-//! - `background`: the timers (typing timeouts, stale sweep, token expiry).
+//! - `background`: the timers (typing timeouts and idle viewers, stale
+//!   sweep, token expiry).
 //! - `metrics`: Prometheus counters and gauges.
 //! - [`config`]: the typed configuration; [`app`] wires everything and owns
 //!   shutdown; [`healthcheck`]: the container probe (`switchboard healthcheck`).
@@ -63,6 +66,7 @@ mod presence;
 mod public;
 mod rate_limit;
 mod realtime;
+mod ticket_updates;
 mod timelines;
 
 /// What the micro-benchmarks (`benches/hot_paths.rs`) drive; not an API.
@@ -71,7 +75,7 @@ pub mod bench {
     pub use crate::delivery::Delivery;
     pub use crate::delivery::wire::timeline as timeline_delivery;
     pub use crate::history::Position;
-    pub use crate::ids::{AgentId, AgentName, EntityId, EntityType, TicketId, TimelineKey};
+    pub use crate::ids::{AgentId, AgentName, Device, EntityId, EntityType, TicketId, TimelineKey};
     pub use crate::presence::{Origin, PresenceOp, PresenceRules, ViewerRegistry};
     pub use crate::realtime::payload::ClientPayload;
     pub use crate::realtime::requests::{EventName, Request};

@@ -116,10 +116,11 @@ async fn detach_head(mut request: Request) -> Request {
         *request.uri_mut() = uri;
     }
     let shared = std::mem::take(request.headers_mut());
-    if let Some(key) = shared.get(header::SEC_WEBSOCKET_KEY) {
-        if let Ok(key) = HeaderValue::from_bytes(key.as_bytes()) {
-            request.headers_mut().insert(header::SEC_WEBSOCKET_KEY, key);
-        }
+    if let Some(Ok(key)) = shared
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|key| HeaderValue::from_bytes(key.as_bytes()))
+    {
+        request.headers_mut().insert(header::SEC_WEBSOCKET_KEY, key);
     }
     request
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::presence::{PresenceOp, SocketPresence};
+use crate::ticket_updates::TicketUpdate;
 use crate::timelines::TimelineEvent;
 
 /// One message on the bus, with the node that sent it.
@@ -32,6 +33,8 @@ pub enum Message {
     /// Timeline events numbered and kept in Redis, sent from Redis itself
     /// (the history script), in offset order; the sender delivers them too.
     Recorded { events: Vec<RecordedEvent> },
+    /// A backend's ticket update for the ticket's viewers on every node.
+    TicketUpdated { update: TicketUpdate },
     /// The sender is shutting down; its sockets are gone.
     Bye,
 }

@@ -27,6 +27,8 @@
 //! publishing one included, delivers them from there, in offset order.
 //! While Redis is unreachable a publish is delivered locally only, without
 //! an offset (`partial: true`).
+//! Ticket updates (§3.3) travel it too; the receiving node delivers them
+//! locally at once, so a Redis outage only cuts the other nodes off.
 //!
 //! Only timeline histories are stored in Redis (they expire by themselves):
 //! a node that dies leaves nothing behind.
@@ -338,6 +340,7 @@ fn receive(hub: &Hub, bytes: &[u8]) -> bool {
         }
         Message::Publish { event } => hub.deliver_remote_publish(&event),
         Message::Recorded { .. } => {}
+        Message::TicketUpdated { update } => hub.deliver_remote_ticket_update(&update),
         Message::Bye => {
             let peer = link.peers().remove(&node);
             if let Some(peer) = peer {

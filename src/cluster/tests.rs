@@ -41,6 +41,7 @@ fn view(sid: Sid, ticket: &str, agent: &str, name: &str) -> PresenceOp {
         agent: AgentId::parse(Some(&json!(agent))).unwrap(),
         name: AgentName::parse(Some(&json!(name))).unwrap(),
         at: 1000,
+        device: Default::default(),
     }
 }
 
@@ -122,4 +123,83 @@ async fn a_silent_node_is_lost_after_node_timeout() {
     );
     stop.cancel();
     task.await.unwrap();
+}
+
+#[tokio::test]
+async fn v2_presence_detail_is_replayed_and_snapshotted() {
+    let (mut a, mut b) = (node("a"), node("b"));
+    let (web, phone) = (Sid::new(), Sid::new());
+    a.hub.socket_connected(phone, None);
+    a.hub.apply_local(view(web, "1", "7", "Ada")).unwrap();
+    relay(&mut a, &b).await;
+    let ticket = TicketId::parse(Some(&json!("1"))).unwrap();
+    let agent = AgentId::parse(Some(&json!("7"))).unwrap();
+    b.hub
+        .apply_local(PresenceOp::View {
+            sid: phone,
+            ticket: ticket.clone(),
+            agent: agent.clone(),
+            name: AgentName::parse(Some(&json!("Ada"))).unwrap(),
+            at: 1001,
+            device: crate::ids::Device::parse(Some(&json!("mobile"))).unwrap(),
+        })
+        .unwrap();
+    b.hub
+        .apply_local(PresenceOp::Draft {
+            sid: phone,
+            ticket: ticket.clone(),
+            agent: agent.clone(),
+            editing: true,
+            at: 1002,
+        })
+        .unwrap();
+    relay(&mut b, &a).await;
+    for node in [&a, &b] {
+        let v = &node.hub.viewers(&ticket)[0];
+        assert_eq!(
+            v.devices.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+            ["mobile", "web"]
+        );
+        assert!(v.editing);
+    }
+    // b's snapshot carries the phone tab's device and draft to a fresh node.
+    let mut c = node("c");
+    b.hub.socket_connected(phone, None);
+    b.hub.send_snapshot();
+    relay(&mut b, &c).await;
+    let v = &c.hub.viewers(&ticket)[0];
+    assert_eq!((v.editing, v.devices.len()), (true, 1));
+    c.queue.drain();
+}
+
+#[tokio::test]
+async fn a_ticket_update_crosses_the_channel_and_counts_only_local_agents_while_redis_is_down() {
+    let (mut a, mut b) = (node("a"), node("b"));
+    let (ada, bob) = (Sid::new(), Sid::new());
+    a.hub.socket_connected(ada, None);
+    a.hub.socket_connected(bob, None);
+    a.hub.apply_local(view(ada, "1", "7", "Ada")).unwrap();
+    a.hub.apply_local(view(bob, "1", "8", "Bob")).unwrap();
+    relay(&mut a, &b).await;
+    let ticket = TicketId::parse(Some(&json!("1"))).unwrap();
+    let update =
+        crate::ticket_updates::TicketUpdate::parse(ticket, &json!({"kind": "reply", "by": {"agentId": "8"}}), 5)
+            .unwrap();
+    // These links never reached Redis: a publish reaches this node only, and
+    // only agents with a socket here count (Ada on a; nobody on b).
+    assert_eq!(a.hub.ticket_updated(&update), (crate::hub::Reach::ThisNodeOnly, 1));
+    assert_eq!(b.hub.ticket_updated(&update), (crate::hub::Reach::ThisNodeOnly, 0));
+    let sent: Vec<Envelope> = b
+        .queue
+        .drain()
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+    assert!(
+        sent.iter()
+            .any(|e| e.message == Message::TicketUpdated { update: update.clone() }),
+        "{sent:?}"
+    );
+    // The other node takes it (delivery to its own viewers).
+    relay(&mut a, &b).await;
 }

@@ -35,8 +35,10 @@ pub enum Delivery {
         event: &'static str,
         payload: Value,
     },
+    /// To every socket in any of `rooms` (each socket once: socketioxide
+    /// dedupes a broadcast to several rooms), except `except`.
     ToRoom {
-        room: String,
+        rooms: Vec<String>,
         except: Vec<Sid>,
         event: &'static str,
         payload: Value,
@@ -58,11 +60,11 @@ impl std::fmt::Debug for Delivery {
             Self::Leave { sid, room } => write!(f, "Leave({sid}, {room})"),
             Self::ToSocket { sid, event, payload } => write!(f, "ToSocket({sid}, {event}, {payload})"),
             Self::ToRoom {
-                room,
+                rooms,
                 except,
                 event,
                 payload,
-            } => write!(f, "ToRoom({room} except {except:?}, {event}, {payload})"),
+            } => write!(f, "ToRoom({rooms:?} except {except:?}, {event}, {payload})"),
             Self::Ack { payload, .. } => write!(f, "Ack({payload})"),
             Self::Disconnect { sid } => write!(f, "Disconnect({sid})"),
         }
@@ -154,13 +156,15 @@ async fn deliver(io: &SocketIo, delivery: Delivery) {
             }
         }
         Delivery::ToRoom {
-            room,
+            rooms,
             except,
             event,
             payload,
         } => {
             let except: Vec<String> = except.iter().map(Sid::to_string).collect();
-            if let Err(e) = ns.to(room).except(except).emit(event, &payload).await {
+            // One broadcast to all the rooms: a socket in two of them (a
+            // viewer that also watches the ticket) gets the message once.
+            if let Err(e) = ns.to(rooms).except(except).emit(event, &payload).await {
                 tracing::warn!(event, error = %e, "broadcast failed for some sockets");
             }
         }

@@ -6,8 +6,9 @@ use socketioxide::socket::Sid;
 
 use super::Delivery;
 use crate::history::Position;
-use crate::ids::{TimelineKey, ticket_room};
+use crate::ids::{TimelineKey, ticket_room, watchers_room};
 use crate::presence::PresenceEvent;
+use crate::ticket_updates::TicketUpdate;
 use crate::timelines::{TimelineChange, TimelineEvent};
 
 /// The delivery that tells sockets about one presence event.
@@ -21,8 +22,9 @@ pub fn presence(event: PresenceEvent) -> Delivery {
             sid,
             room: ticket_room(&ticket),
         },
+        // To the viewers and to the list views that watch the ticket (§3.2).
         PresenceEvent::ViewersUpdated { ticket, viewers } => Delivery::ToRoom {
-            room: ticket_room(&ticket),
+            rooms: vec![ticket_room(&ticket), watchers_room(&ticket)],
             except: Vec::new(),
             event: "viewers:updated",
             payload: json!({ "ticketId": ticket, "viewers": viewers }),
@@ -50,7 +52,7 @@ pub fn presence(event: PresenceEvent) -> Delivery {
             since,
             except,
         } => Delivery::ToRoom {
-            room: ticket_room(&ticket),
+            rooms: vec![ticket_room(&ticket)],
             except,
             event: "agent:joined",
             payload: json!({ "ticketId": ticket, "agentId": agent, "agentName": name, "since": since }),
@@ -63,7 +65,7 @@ pub fn presence(event: PresenceEvent) -> Delivery {
         } => {
             let message = format!("{name} is typing...");
             Delivery::ToRoom {
-                room: ticket_room(&ticket),
+                rooms: vec![ticket_room(&ticket)],
                 except,
                 event: "agent:typing",
                 payload: json!({
@@ -78,7 +80,7 @@ pub fn presence(event: PresenceEvent) -> Delivery {
             name,
             except,
         } => Delivery::ToRoom {
-            room: ticket_room(&ticket),
+            rooms: vec![ticket_room(&ticket)],
             except,
             event: "agent:stopped_typing",
             payload: json!({ "ticketId": ticket, "agentId": agent, "agentName": name }),
@@ -101,11 +103,29 @@ pub fn presence(event: PresenceEvent) -> Delivery {
             reason,
             except,
         } => Delivery::ToRoom {
-            room: ticket_room(&ticket),
+            rooms: vec![ticket_room(&ticket)],
             except,
             event: "agent:left",
             payload: json!({ "ticketId": ticket, "agentId": agent, "agentName": name, "reason": reason }),
         },
+    }
+}
+
+/// `ticket:updated` to the ticket's viewers on this node, except the
+/// sockets of the agent who made the change (§3.3).
+pub fn ticket_updated(update: &TicketUpdate, except: Vec<Sid>) -> Delivery {
+    let by = update
+        .by
+        .as_ref()
+        .map(|by| json!({ "agentId": by.agent, "agentName": by.name }));
+    Delivery::ToRoom {
+        rooms: vec![ticket_room(&update.ticket)],
+        except,
+        event: "ticket:updated",
+        payload: json!({
+            "ticketId": update.ticket, "kind": update.kind, "by": by,
+            "summary": update.summary, "version": update.version, "at": update.at,
+        }),
     }
 }
 
@@ -115,7 +135,7 @@ pub fn presence(event: PresenceEvent) -> Delivery {
 pub fn timeline(event: &TimelineEvent, position: Option<&Position>) -> Delivery {
     let (name, payload) = timeline_message(event, position);
     Delivery::ToRoom {
-        room: event.key.room(),
+        rooms: vec![event.key.room()],
         except: Vec::new(),
         event: name,
         payload,
@@ -167,7 +187,7 @@ fn timeline_message(event: &TimelineEvent, position: Option<&Position>) -> (&'st
 /// others for a while and its subscribers may have missed events.
 pub fn resync(key: &TimelineKey) -> Delivery {
     Delivery::ToRoom {
-        room: key.room(),
+        rooms: vec![key.room()],
         except: Vec::new(),
         event: "timeline:refresh",
         payload: json!({ "entityType": key.entity_type, "entityId": key.entity_id, "reason": "resync" }),
@@ -225,6 +245,9 @@ mod tests {
             status: ViewerStatus::Typing,
             since: 1,
             typing_started_at: Some(2),
+            editing: true,
+            idle: false,
+            devices: vec![crate::ids::Device::default()],
         };
         let (event, p) = payload_of(presence(PresenceEvent::collision_warning(
             Sid::new(),
@@ -238,9 +261,19 @@ mod tests {
         assert_eq!(p["message"], "Ada is typing a reply");
         assert_eq!(
             keys(&p["viewers"][0]),
-            ["agentId", "agentName", "since", "status", "typingStartedAt"]
+            [
+                "agentId",
+                "agentName",
+                "devices",
+                "editing",
+                "idle",
+                "since",
+                "status",
+                "typingStartedAt"
+            ]
         );
         assert_eq!(p["viewers"][0]["status"], "typing");
+        assert_eq!(p["viewers"][0]["devices"], json!(["web"]));
 
         let (_, p) = payload_of(presence(PresenceEvent::AgentTyping {
             ticket: ticket.clone(),
@@ -278,8 +311,11 @@ mod tests {
         };
         match timeline(&event.unwrap(), Some(&position)) {
             Delivery::ToRoom {
-                room, event, payload, ..
-            } => (room, event, payload),
+                mut rooms,
+                event,
+                payload,
+                ..
+            } => (rooms.remove(0), event, payload),
             other => panic!("not a room emit: {other:?}"),
         }
     }

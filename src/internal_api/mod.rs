@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 use crate::http_error::{HttpError, Result};
 use crate::hub::{Hub, Reach};
 use crate::ids::{ItemId, TicketId, TimelineKey};
+use crate::ticket_updates::TicketUpdate;
 use crate::timelines::TimelineEvent;
 use publish::timeline_key;
 
@@ -32,6 +33,7 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/timeline/{entity_type}/{entity_id}/refresh", post(refresh))
         .route("/v1/timeline/batch", post(batch))
         .route("/v1/tickets/{ticket_id}/viewers", get(viewers))
+        .route("/v1/tickets/{ticket_id}/events", post(ticket_event))
         .route("/v1/stats", get(stats))
         .route_layer(middleware::from_fn_with_state(hub.clone(), require_token));
     Router::new()
@@ -224,6 +226,21 @@ async fn viewers(State(hub): State<Hub>, PathParams(ticket): PathParams<String>)
     let ticket = TicketId::parse(Some(&Value::String(ticket)))?;
     let viewers = hub.viewers(&ticket);
     Ok(axum::Json(json!({ "ticketId": ticket, "viewers": viewers })))
+}
+
+/// `POST /v1/tickets/{ticketId}/events` (§3.3): `ticket:updated` to the
+/// ticket's viewers on every node; `viewers` is how many agents that
+/// notified (see [`Hub::ticket_updated`]).
+async fn ticket_event(State(hub): State<Hub>, PathParams(ticket): PathParams<String>, body: Body) -> Result<Response> {
+    let body = required_json(&hub, body).await?;
+    let ticket = TicketId::parse(Some(&Value::String(ticket)))?;
+    let update = TicketUpdate::parse(ticket, &body, hub.clock().now_ms())?;
+    let (reach, notified) = hub.ticket_updated(&update);
+    let mut reply = json!({ "delivered": true, "viewers": notified });
+    if reach == Reach::ThisNodeOnly {
+        reply["partial"] = Value::Bool(true);
+    }
+    Ok((StatusCode::ACCEPTED, axum::Json(reply)).into_response())
 }
 
 async fn stats(State(hub): State<Hub>) -> impl IntoResponse {

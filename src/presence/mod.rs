@@ -7,18 +7,25 @@
 //!
 //! A viewer is one agent on one ticket, whatever number of sockets (tabs) it
 //! has there; each socket keeps its own typing state, and the viewer is typing
-//! while any of its sockets is.
+//! while any of its sockets is. So too in v2 (§3.1): each socket has its
+//! device, its draft and whether its tab is away; the viewer's `devices`,
+//! `editing` and `idle` combine them.
+//!
+//! [`WatchRegistry`] holds the list views' watches (§3.2): which tickets each
+//! socket watches, with the per-socket limit.
 
 mod registry;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use serde::{Deserialize, Serialize};
 use socketioxide::socket::Sid;
 
-use crate::ids::{AgentId, AgentName, TicketId};
+use crate::ids::{AgentId, AgentName, Device, TicketId};
 
 pub use registry::{Origin, PresenceRules, ViewerRegistry};
+pub use watch::WatchRegistry;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -32,6 +39,12 @@ pub struct ViewerView {
     pub status: ViewerStatus,
     pub since: Millis,
     pub typing_started_at: Option<Millis>,
+    /// One of its sockets has an unsaved reply draft (v2).
+    pub editing: bool,
+    /// Every socket's tab is away, or no activity for `idle_after` (v2).
+    pub idle: bool,
+    /// The distinct devices of its sockets, sorted (v2).
+    pub devices: Vec<Device>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,6 +140,24 @@ pub enum PresenceOp {
         agent: AgentId,
         name: AgentName,
         at: Millis,
+        #[serde(default)]
+        device: Device,
+    },
+    /// `ticket:draft`: the socket has (or no longer has) a reply draft.
+    Draft {
+        sid: Sid,
+        ticket: TicketId,
+        agent: AgentId,
+        editing: bool,
+        at: Millis,
+    },
+    /// `ticket:activity`: the socket's tab is in use or hidden.
+    Activity {
+        sid: Sid,
+        ticket: TicketId,
+        agent: AgentId,
+        state: TabState,
+        at: Millis,
     },
     Typing {
         sid: Sid,
@@ -163,6 +194,8 @@ impl PresenceOp {
             Self::View { sid, .. }
             | Self::Typing { sid, .. }
             | Self::StopTyping { sid, .. }
+            | Self::Draft { sid, .. }
+            | Self::Activity { sid, .. }
             | Self::Leave { sid, .. }
             | Self::Stale { sid, .. }
             | Self::Disconnect { sid } => *sid,
@@ -182,6 +215,25 @@ pub struct SocketPresence {
     pub last_activity: Millis,
     /// This socket's typing start and timeout, when it types.
     pub typing: Option<(Millis, Millis)>,
+    /// This socket's device, draft and tab state (v2; absent from a v1
+    /// node's snapshot: web, no draft, active).
+    #[serde(default)]
+    pub device: Device,
+    #[serde(default)]
+    pub draft: bool,
+    #[serde(default)]
+    pub away: bool,
+    /// The viewer had no activity for `idle_after` (idle by time).
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+/// A tab's state as `ticket:activity` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TabState {
+    Active,
+    Away,
 }
 
 /// Counts for `/v1/stats` and metrics.
@@ -207,25 +259,32 @@ impl PresenceEvent {
     }
 }
 
-/// The `collision:warning` message: who views, or who types when one does.
+/// The `collision:warning` message: who views, or who writes a reply when
+/// one does — typing (v1), or with an unsaved draft (`editing`, v2). An
+/// agent who does both is typing; typists and editors together are
+/// "writing" a reply.
 pub fn collision_message(others: &[ViewerView]) -> (&'static str, String) {
-    let typists: Vec<&str> = others
-        .iter()
-        .filter(|v| v.status == ViewerStatus::Typing)
-        .map(|v| v.agent_name.as_str())
-        .collect();
-    if typists.is_empty() {
+    let typing = |v: &&ViewerView| v.status == ViewerStatus::Typing;
+    let writers: Vec<&ViewerView> = others.iter().filter(|v| typing(v) || v.editing).collect();
+    if writers.is_empty() {
         let names: Vec<&str> = others.iter().map(|v| v.agent_name.as_str()).collect();
-        (
+        return (
             "warning",
             format!("{} {} viewing this ticket", join_names(&names), verb(names.len())),
-        )
-    } else {
-        (
-            "critical",
-            format!("{} {} typing a reply", join_names(&typists), verb(typists.len())),
-        )
+        );
     }
+    let doing = if writers.iter().all(typing) {
+        "typing"
+    } else if writers.iter().any(typing) {
+        "writing"
+    } else {
+        "editing"
+    };
+    let names: Vec<&str> = writers.iter().map(|v| v.agent_name.as_str()).collect();
+    (
+        "critical",
+        format!("{} {} {doing} a reply", join_names(&names), verb(names.len())),
+    )
 }
 
 fn verb(count: usize) -> &'static str {

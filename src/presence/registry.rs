@@ -2,10 +2,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use socketioxide::socket::Sid;
 
-use super::{LeaveReason, Millis, PresenceEvent, PresenceOp, PresenceStats, SocketPresence, ViewerStatus, ViewerView};
+use super::{
+    LeaveReason, Millis, PresenceEvent, PresenceOp, PresenceStats, SocketPresence, TabState, ViewerStatus, ViewerView,
+};
 
 use crate::error::ClientError;
-use crate::ids::{AgentId, AgentName, TicketId};
+use crate::ids::{AgentId, AgentName, Device, TicketId};
 
 /// What one change did: the viewer list a view's ack carries, and the
 /// events to deliver, in order.
@@ -35,6 +37,45 @@ struct SocketViewing<'a> {
     name: &'a AgentName,
     at: Millis,
     since: Millis,
+    device: &'a Device,
+    /// The socket's draft as a snapshot tells it; `None` keeps it (a view
+    /// neither starts nor ends a draft).
+    draft: Option<bool>,
+    /// The socket's tab state as a snapshot tells it; a view is activity
+    /// and makes the tab active.
+    away: bool,
+    /// A snapshot's viewer that had no activity for `idle_after` at its
+    /// last activity `at`: idle from the start, rather than not idle until
+    /// this node's timer catches up.
+    timed_out: bool,
+}
+
+/// Whether two lists show the same viewers in the same states: names,
+/// status, `editing`, `idle`, `devices`. `since` and `typingStartedAt`
+/// moving alone (an earlier view or typing start replicated from another
+/// node, one of two typing tabs stopping) are not broadcast, as in v1.
+fn same_states(a: &[ViewerView], b: &[ViewerView]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            a.agent_id == b.agent_id
+                && a.agent_name == b.agent_name
+                && a.status == b.status
+                && a.editing == b.editing
+                && a.idle == b.idle
+                && a.devices == b.devices
+        })
+}
+
+impl SocketViewing<'_> {
+    /// The state a socket starts viewing with.
+    fn socket_view(&self) -> SocketView {
+        SocketView {
+            typing: None,
+            device: self.device.clone(),
+            draft: self.draft.unwrap_or(false),
+            away: self.away,
+        }
+    }
 }
 
 /// The timing and limit rules the registry applies.
@@ -43,6 +84,8 @@ pub struct PresenceRules {
     pub typing_timeout_ms: Millis,
     pub stale_after_ms: Millis,
     pub max_tickets_per_socket: usize,
+    /// A viewer without activity this long is idle (v2).
+    pub idle_after_ms: Millis,
 }
 
 /// Where a change was made: on this node, or on another one and replicated.
@@ -61,6 +104,8 @@ pub struct ViewerRegistry {
     sockets: HashMap<Sid, HashMap<TicketId, AgentId>>,
     /// Typing sockets ordered by when their typing times out.
     typing_deadlines: BTreeSet<(Millis, TicketId, AgentId, Sid)>,
+    /// Viewers not idle yet, ordered by when they turn idle without activity.
+    idle_deadlines: BTreeSet<(Millis, TicketId, AgentId)>,
 }
 
 #[derive(Debug)]
@@ -68,6 +113,10 @@ struct Viewer {
     name: AgentName,
     since: Millis,
     last_activity: Millis,
+    /// No activity for `idle_after`: set by the idle timer, cleared by the
+    /// next activity. While false, the viewer's entry in `idle_deadlines`
+    /// is `last_activity + idle_after`.
+    timed_out: bool,
     sockets: HashMap<Sid, SocketView>,
 }
 
@@ -75,6 +124,11 @@ struct Viewer {
 struct SocketView {
     /// When this socket started typing, and when that times out.
     typing: Option<(Millis, Millis)>,
+    device: Device,
+    /// An unsaved reply draft (`ticket:draft`).
+    draft: bool,
+    /// The tab is hidden (`ticket:activity` `away`).
+    away: bool,
 }
 
 impl Viewer {
@@ -94,6 +148,12 @@ impl Viewer {
             },
             since: self.since,
             typing_started_at,
+            editing: self.sockets.values().any(|s| s.draft),
+            idle: self.timed_out || (!self.sockets.is_empty() && self.sockets.values().all(|s| s.away)),
+            devices: {
+                let devices: BTreeSet<&Device> = self.sockets.values().map(|s| &s.device).collect();
+                devices.into_iter().cloned().collect()
+            },
         }
     }
 
@@ -117,6 +177,7 @@ impl ViewerRegistry {
             tickets: HashMap::new(),
             sockets: HashMap::new(),
             typing_deadlines: BTreeSet::new(),
+            idle_deadlines: BTreeSet::new(),
         }
     }
 
@@ -132,6 +193,20 @@ impl ViewerRegistry {
         name: &AgentName,
         now: Millis,
     ) -> Result<(Vec<ViewerView>, Vec<PresenceEvent>), ClientError> {
+        self.view_on(sid, ticket, agent, name, &Device::default(), now)
+    }
+
+    /// [`ViewerRegistry::view`] with a device (tests).
+    #[cfg(test)]
+    pub fn view_on(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        name: &AgentName,
+        device: &Device,
+        now: Millis,
+    ) -> Result<(Vec<ViewerView>, Vec<PresenceEvent>), ClientError> {
         let view = SocketViewing {
             sid,
             ticket,
@@ -139,6 +214,10 @@ impl ViewerRegistry {
             name,
             at: now,
             since: now,
+            device,
+            draft: None,
+            away: false,
+            timed_out: false,
         };
         self.view_from(Origin::Local, &view)
     }
@@ -165,7 +244,8 @@ impl ViewerRegistry {
         }
         let known = self.tickets.get(ticket).is_some_and(|v| v.contains_key(agent));
         if known {
-            self.view_as_known_viewer(view, &mut events);
+            let before = self.list(ticket);
+            self.view_as_known_viewer(view, &before, &mut events);
         } else {
             self.view_as_new_viewer(view, &mut events);
         }
@@ -188,13 +268,18 @@ impl ViewerRegistry {
             name: name.clone(),
             since,
             last_activity: view.at,
+            timed_out: view.timed_out,
             sockets: HashMap::new(),
         };
         self.tickets
             .entry(ticket.clone())
             .or_default()
             .insert(agent.clone(), viewer);
-        self.attach(sid, ticket, agent, events);
+        if !view.timed_out {
+            self.idle_deadlines
+                .insert((view.at + self.rules.idle_after_ms, ticket.clone(), agent.clone()));
+        }
+        self.attach(sid, ticket, agent, view.socket_view(), events);
         if !others.is_empty() {
             events.push(PresenceEvent::collision_warning(sid, ticket, others));
         }
@@ -209,9 +294,14 @@ impl ViewerRegistry {
     }
 
     /// The agent already views: activity, and the earliest `since` any of its
-    /// sockets brings. A new tab is warned and gets the list; a new name is
-    /// told to everyone.
-    fn view_as_known_viewer(&mut self, view: &SocketViewing<'_>, events: &mut Vec<PresenceEvent>) {
+    /// sockets brings. A new tab is warned and gets the list; a change of the
+    /// list (a new name, device, idle no more) is told to everyone.
+    fn view_as_known_viewer(
+        &mut self,
+        view: &SocketViewing<'_>,
+        before: &[ViewerView],
+        events: &mut Vec<PresenceEvent>,
+    ) {
         let SocketViewing {
             sid,
             ticket,
@@ -219,23 +309,32 @@ impl ViewerRegistry {
             name,
             ..
         } = *view;
+        self.touch(ticket, agent, view.at);
+        if view.timed_out {
+            self.time_out(ticket, agent, view.at);
+        }
         let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
             return;
         };
-        viewer.last_activity = viewer.last_activity.max(view.at);
         viewer.since = viewer.since.min(view.since);
-        let renamed = viewer.name != *name;
         viewer.name = name.clone();
         let new_tab = !viewer.sockets.contains_key(&sid);
+        if let Some(socket) = viewer.sockets.get_mut(&sid) {
+            socket.device = view.device.clone();
+            socket.away = view.away;
+            if let Some(draft) = view.draft {
+                socket.draft = draft;
+            }
+        }
         if new_tab {
-            self.attach(sid, ticket, agent, events);
+            self.attach(sid, ticket, agent, view.socket_view(), events);
             let others: Vec<ViewerView> = self.list(ticket).into_iter().filter(|v| v.agent_id != *agent).collect();
             if !others.is_empty() {
                 events.push(PresenceEvent::collision_warning(sid, ticket, others));
             }
         }
-        if renamed {
-            // The list changed (a new name): everyone hears it.
+        if !same_states(&self.list(ticket), before) {
+            // The list changed (a name, a device, idle): everyone hears it.
             events.push(self.viewers_updated(ticket));
         } else if new_tab {
             events.push(PresenceEvent::ViewersTo {
@@ -255,8 +354,11 @@ impl ViewerRegistry {
         now: Millis,
     ) -> Result<Vec<PresenceEvent>, ClientError> {
         self.check_viewing(sid, ticket, agent)?;
+        let before = self.list(ticket);
         let mut events = Vec::new();
+        self.set_away(sid, ticket, agent, false);
         self.set_typing(sid, ticket, agent, now, now + self.rules.typing_timeout_ms, &mut events);
+        self.tell_if_changed(ticket, &before, 0, &mut events);
         Ok(events)
     }
 
@@ -271,13 +373,11 @@ impl ViewerRegistry {
         deadline: Millis,
         events: &mut Vec<PresenceEvent>,
     ) {
+        // Typing renewed at `deadline - typing_timeout` is activity then.
+        self.touch(ticket, agent, deadline.saturating_sub(self.rules.typing_timeout_ms));
         let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
             return;
         };
-        // Typing renewed at `deadline - typing_timeout` is activity then.
-        viewer.last_activity = viewer
-            .last_activity
-            .max(deadline.saturating_sub(self.rules.typing_timeout_ms));
         let was_typing = viewer.is_typing();
         let socket = viewer.sockets.entry(sid).or_default();
         let started = match socket.typing.take() {
@@ -311,12 +411,81 @@ impl ViewerRegistry {
         now: Millis,
     ) -> Result<Vec<PresenceEvent>, ClientError> {
         self.check_viewing(sid, ticket, agent)?;
-        if let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) {
-            viewer.last_activity = now;
-        }
+        let before = self.list(ticket);
+        self.touch(ticket, agent, now);
+        self.set_away(sid, ticket, agent, false);
         let mut events = Vec::new();
         self.clear_typing(sid, ticket, agent, &mut events);
+        self.tell_if_changed(ticket, &before, 0, &mut events);
         Ok(events)
+    }
+
+    /// `ticket:draft`: the socket has (or no longer has) a reply draft.
+    /// Activity either way; the room hears only a change of the list.
+    pub fn draft(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        editing: bool,
+        now: Millis,
+    ) -> Result<Vec<PresenceEvent>, ClientError> {
+        self.check_viewing(sid, ticket, agent)?;
+        let before = self.list(ticket);
+        self.touch(ticket, agent, now);
+        self.set_away(sid, ticket, agent, false);
+        if let Some(socket) = self.socket_mut(sid, ticket, agent) {
+            socket.draft = editing;
+        }
+        let mut events = Vec::new();
+        self.tell_if_changed(ticket, &before, 0, &mut events);
+        Ok(events)
+    }
+
+    /// `ticket:activity`: the socket's tab is in use (activity) or hidden
+    /// (not activity). The room hears only a change of the list.
+    pub fn activity(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        state: TabState,
+        now: Millis,
+    ) -> Result<Vec<PresenceEvent>, ClientError> {
+        self.check_viewing(sid, ticket, agent)?;
+        let before = self.list(ticket);
+        if state == TabState::Active {
+            self.touch(ticket, agent, now);
+        }
+        self.set_away(sid, ticket, agent, state == TabState::Away);
+        let mut events = Vec::new();
+        self.tell_if_changed(ticket, &before, 0, &mut events);
+        Ok(events)
+    }
+
+    /// Viewers without activity for `idle_after` turn idle; the room hears
+    /// it unless they already were (every tab away).
+    pub fn expire_idle(&mut self, now: Millis) -> Vec<PresenceEvent> {
+        let mut events = Vec::new();
+        while let Some(first) = self.idle_deadlines.first() {
+            if first.0 > now {
+                break;
+            }
+            let Some((_, ticket, agent)) = self.idle_deadlines.pop_first() else {
+                break;
+            };
+            let (before, mark) = (self.list(&ticket), events.len());
+            if let Some(viewer) = self.tickets.get_mut(&ticket).and_then(|v| v.get_mut(&agent)) {
+                viewer.timed_out = true;
+            }
+            self.tell_if_changed(&ticket, &before, mark, &mut events);
+        }
+        events
+    }
+
+    /// When the next viewer turns idle without activity, if any.
+    pub fn next_idle_deadline(&self) -> Option<Millis> {
+        self.idle_deadlines.first().map(|d| d.0)
     }
 
     /// `ticket:leave`: the socket stops viewing the ticket.
@@ -368,6 +537,7 @@ impl ViewerRegistry {
                 agent,
                 name,
                 at,
+                device,
             } => {
                 let view = SocketViewing {
                     sid: *sid,
@@ -376,6 +546,10 @@ impl ViewerRegistry {
                     name,
                     at: *at,
                     since: *at,
+                    device,
+                    draft: None,
+                    away: false,
+                    timed_out: false,
                 };
                 let (viewers, events) = self.view_from(origin, &view)?;
                 Applied {
@@ -387,6 +561,20 @@ impl ViewerRegistry {
             PresenceOp::StopTyping { sid, ticket, agent, at } => {
                 Applied::events(self.stop_typing(*sid, ticket, agent, *at)?)
             }
+            PresenceOp::Draft {
+                sid,
+                ticket,
+                agent,
+                editing,
+                at,
+            } => Applied::events(self.draft(*sid, ticket, agent, *editing, *at)?),
+            PresenceOp::Activity {
+                sid,
+                ticket,
+                agent,
+                state,
+                at,
+            } => Applied::events(self.activity(*sid, ticket, agent, *state, *at)?),
             PresenceOp::Leave { sid, ticket, agent } => Applied::events(self.leave(*sid, ticket, agent)?),
             PresenceOp::Disconnect { sid } => Applied::events(self.disconnect(*sid, LeaveReason::Disconnected)),
             PresenceOp::Stale { sid, ticket, agent } => {
@@ -407,6 +595,7 @@ impl ViewerRegistry {
             .iter()
             .filter_map(|(ticket, agent)| {
                 let viewer = self.tickets.get(ticket)?.get(agent)?;
+                let socket = viewer.sockets.get(&sid)?;
                 Some(SocketPresence {
                     sid,
                     ticket: ticket.clone(),
@@ -414,7 +603,11 @@ impl ViewerRegistry {
                     name: viewer.name.clone(),
                     since: viewer.since,
                     last_activity: viewer.last_activity,
-                    typing: viewer.sockets.get(&sid).and_then(|s| s.typing),
+                    typing: socket.typing,
+                    device: socket.device.clone(),
+                    draft: socket.draft,
+                    away: socket.away,
+                    timed_out: viewer.timed_out,
                 })
             })
             .collect();
@@ -449,6 +642,10 @@ impl ViewerRegistry {
                 name: &e.name,
                 at: e.last_activity,
                 since: e.since,
+                device: &e.device,
+                draft: Some(e.draft),
+                away: e.away,
+                timed_out: e.timed_out,
             };
             match self.view_from(Origin::Remote, &view) {
                 Ok((_, more)) => events.extend(more),
@@ -527,6 +724,32 @@ impl ViewerRegistry {
         list
     }
 
+    /// How many viewers of `ticket` are not `except` and have a socket for
+    /// which `counted` holds (the agents a ticket update notifies).
+    pub fn agents_other_than(
+        &self,
+        ticket: &TicketId,
+        except: Option<&AgentId>,
+        counted: impl Fn(Sid) -> bool,
+    ) -> usize {
+        self.tickets.get(ticket).map_or(0, |viewers| {
+            viewers
+                .iter()
+                .filter(|(agent, _)| except != Some(*agent))
+                .filter(|(_, v)| v.sockets.keys().any(|sid| counted(*sid)))
+                .count()
+        })
+    }
+
+    /// The sockets (on any node) through which `agent` views `ticket`.
+    pub fn sockets_of(&self, ticket: &TicketId, agent: &AgentId) -> Vec<Sid> {
+        self.tickets
+            .get(ticket)
+            .and_then(|v| v.get(agent))
+            .map(Viewer::sids)
+            .unwrap_or_default()
+    }
+
     pub fn stats(&self) -> PresenceStats {
         PresenceStats {
             tickets: self.tickets.len(),
@@ -564,9 +787,16 @@ impl ViewerRegistry {
     }
 
     /// Records that `sid` views `ticket` as `agent` (the viewer exists).
-    fn attach(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId, events: &mut Vec<PresenceEvent>) {
+    fn attach(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        socket: SocketView,
+        events: &mut Vec<PresenceEvent>,
+    ) {
         if let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) {
-            viewer.sockets.insert(sid, SocketView::default());
+            viewer.sockets.insert(sid, socket);
         }
         self.sockets
             .entry(sid)
@@ -608,15 +838,109 @@ impl ViewerRegistry {
         reason: LeaveReason,
         events: &mut Vec<PresenceEvent>,
     ) {
+        let before = self.list(ticket);
+        let mark = events.len();
         self.forget_view(sid, ticket, events);
-        self.clear_typing(sid, ticket, agent, events);
         let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
             return;
         };
-        viewer.sockets.remove(&sid);
-        if viewer.sockets.is_empty() {
-            // The leaving socket is already out of the room; the rest hears it.
+        if viewer.sockets.keys().all(|s| *s == sid) {
+            // The last tab: the viewer goes. The leaving socket is already
+            // out of the room; the rest hears it.
+            self.clear_typing(sid, ticket, agent, events);
+            if let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) {
+                viewer.sockets.remove(&sid);
+            }
             self.remove_viewer(ticket, agent, reason, events);
+            return;
+        }
+        // One tab of several: its typing, draft, device and tab state go
+        // with it, and the room hears the new list once.
+        let was_typing = viewer.is_typing();
+        let typing = viewer.sockets.remove(&sid).and_then(|s| s.typing);
+        if let Some((_, deadline)) = typing {
+            self.typing_deadlines
+                .remove(&(deadline, ticket.clone(), agent.clone(), sid));
+        }
+        if let Some(viewer) = self.tickets.get(ticket).and_then(|v| v.get(agent))
+            && was_typing
+            && !viewer.is_typing()
+        {
+            events.push(PresenceEvent::AgentStoppedTyping {
+                ticket: ticket.clone(),
+                agent: agent.clone(),
+                name: viewer.name.clone(),
+                except: viewer.sids(),
+            });
+        }
+        self.tell_if_changed(ticket, &before, mark, events);
+    }
+
+    /// Activity of a viewer at `at`: no longer idle by time, and its idle
+    /// deadline moves to `at + idle_after`. An older `at` (a replicated
+    /// change that crossed a newer one) changes nothing.
+    fn touch(&mut self, ticket: &TicketId, agent: &AgentId, at: Millis) {
+        let idle_after = self.rules.idle_after_ms;
+        let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
+            return;
+        };
+        if at <= viewer.last_activity {
+            return;
+        }
+        if !viewer.timed_out {
+            self.idle_deadlines
+                .remove(&(viewer.last_activity + idle_after, ticket.clone(), agent.clone()));
+        }
+        viewer.last_activity = at;
+        viewer.timed_out = false;
+        self.idle_deadlines
+            .insert((at + idle_after, ticket.clone(), agent.clone()));
+    }
+
+    /// A snapshot says the viewer, last active at `at`, is idle by time:
+    /// so it is here too unless it was active since.
+    fn time_out(&mut self, ticket: &TicketId, agent: &AgentId, at: Millis) {
+        let idle_after = self.rules.idle_after_ms;
+        let Some(viewer) = self.tickets.get_mut(ticket).and_then(|v| v.get_mut(agent)) else {
+            return;
+        };
+        if viewer.timed_out || viewer.last_activity > at {
+            return;
+        }
+        self.idle_deadlines
+            .remove(&(viewer.last_activity + idle_after, ticket.clone(), agent.clone()));
+        viewer.timed_out = true;
+    }
+
+    fn socket_mut(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId) -> Option<&mut SocketView> {
+        self.tickets.get_mut(ticket)?.get_mut(agent)?.sockets.get_mut(&sid)
+    }
+
+    /// Any ticket event of a socket but `ticket:activity` makes its tab active.
+    fn set_away(&mut self, sid: Sid, ticket: &TicketId, agent: &AgentId, away: bool) {
+        if let Some(socket) = self.socket_mut(sid, ticket, agent) {
+            socket.away = away;
+        }
+    }
+
+    /// `viewers:updated` when the list differs from what the room was last
+    /// told: the last list queued since `mark`, else `before`. So a change
+    /// is broadcast once, and no change is broadcast at all.
+    fn tell_if_changed(&self, ticket: &TicketId, before: &[ViewerView], mark: usize, events: &mut Vec<PresenceEvent>) {
+        let told = events[mark.min(events.len())..]
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                PresenceEvent::ViewersUpdated { ticket: t, viewers } if t == ticket => Some(viewers.as_slice()),
+                _ => None,
+            })
+            .unwrap_or(before);
+        let now = self.list(ticket);
+        if !same_states(told, &now) {
+            events.push(PresenceEvent::ViewersUpdated {
+                ticket: ticket.clone(),
+                viewers: now,
+            });
         }
     }
 
@@ -637,6 +961,13 @@ impl ViewerRegistry {
         };
         if viewers.is_empty() {
             self.tickets.remove(ticket);
+        }
+        if !viewer.timed_out {
+            self.idle_deadlines.remove(&(
+                viewer.last_activity + self.rules.idle_after_ms,
+                ticket.clone(),
+                agent.clone(),
+            ));
         }
         for (sid, socket) in &viewer.sockets {
             if let Some((_, deadline)) = socket.typing {

@@ -207,7 +207,12 @@ enum Reply {
 fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Reply, ClientError> {
     let at = hub.clock().now_ms();
     let (ticket, op) = match request {
-        Request::View { ticket, agent, name } => (
+        Request::View {
+            ticket,
+            agent,
+            name,
+            device,
+        } => (
             ticket.clone(),
             PresenceOp::View {
                 sid,
@@ -215,8 +220,41 @@ fn apply(hub: &Hub, sid: Sid, request: Request) -> Result<Reply, ClientError> {
                 agent,
                 name,
                 at,
+                device,
             },
         ),
+        Request::Draft { ticket, agent, editing } => (
+            ticket.clone(),
+            PresenceOp::Draft {
+                sid,
+                ticket,
+                agent,
+                editing,
+                at,
+            },
+        ),
+        Request::Activity { ticket, agent, state } => (
+            ticket.clone(),
+            PresenceOp::Activity {
+                sid,
+                ticket,
+                agent,
+                state,
+                at,
+            },
+        ),
+        Request::Watch(tickets) => {
+            let lists = hub.watch(sid, &tickets)?;
+            let tickets: Vec<Value> = lists
+                .into_iter()
+                .map(|(ticket, viewers)| json!({ "ticketId": ticket, "viewers": viewers }))
+                .collect();
+            return Ok(Reply::Now(json!({ "ok": true, "tickets": tickets })));
+        }
+        Request::Unwatch(tickets) => {
+            hub.unwatch(sid, &tickets);
+            return Ok(Reply::Now(json!({ "ok": true })));
+        }
         Request::Typing { ticket, agent } => (ticket.clone(), PresenceOp::Typing { sid, ticket, agent, at }),
         Request::StopTyping { ticket, agent } => (ticket.clone(), PresenceOp::StopTyping { sid, ticket, agent, at }),
         Request::Leave { ticket, agent } => (ticket.clone(), PresenceOp::Leave { sid, ticket, agent }),

@@ -8,7 +8,13 @@ use serde_json::Value;
 
 use crate::auth::TokenIdentity;
 use crate::error::ClientError;
-use crate::ids::{AgentId, AgentName, EntityId, EntityType, Since, TicketId, TimelineKey, payload_object};
+use crate::ids::{
+    AgentId, AgentName, Device, EntityId, EntityType, Invalid, Since, TicketId, TimelineKey, payload_object,
+};
+use crate::presence::TabState;
+
+/// Most ticket ids one `tickets:watch` or `tickets:unwatch` may carry.
+pub const MAX_WATCH_IDS: usize = 100;
 
 /// The client events the contract defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +23,10 @@ pub enum EventName {
     Typing,
     StopTyping,
     Leave,
+    Draft,
+    Activity,
+    Watch,
+    Unwatch,
     Subscribe,
     Unsubscribe,
 }
@@ -28,6 +38,10 @@ impl EventName {
             "ticket:typing" => Self::Typing,
             "ticket:stop_typing" => Self::StopTyping,
             "ticket:leave" => Self::Leave,
+            "ticket:draft" => Self::Draft,
+            "ticket:activity" => Self::Activity,
+            "tickets:watch" => Self::Watch,
+            "tickets:unwatch" => Self::Unwatch,
             "timeline:subscribe" => Self::Subscribe,
             "timeline:unsubscribe" => Self::Unsubscribe,
             _ => return None,
@@ -40,6 +54,10 @@ impl EventName {
             Self::Typing => "ticket:typing",
             Self::StopTyping => "ticket:stop_typing",
             Self::Leave => "ticket:leave",
+            Self::Draft => "ticket:draft",
+            Self::Activity => "ticket:activity",
+            Self::Watch => "tickets:watch",
+            Self::Unwatch => "tickets:unwatch",
             Self::Subscribe => "timeline:subscribe",
             Self::Unsubscribe => "timeline:unsubscribe",
         }
@@ -61,7 +79,21 @@ pub enum Request {
         ticket: TicketId,
         agent: AgentId,
         name: AgentName,
+        device: Device,
     },
+    Draft {
+        ticket: TicketId,
+        agent: AgentId,
+        editing: bool,
+    },
+    Activity {
+        ticket: TicketId,
+        agent: AgentId,
+        state: TabState,
+    },
+    /// `tickets:watch`: the ids as given (duplicates included).
+    Watch(Vec<TicketId>),
+    Unwatch(Vec<TicketId>),
     Typing {
         ticket: TicketId,
         agent: AgentId,
@@ -126,10 +158,39 @@ impl Request {
         };
         Ok(match event {
             EventName::View => {
+                let device = Device::parse(p.get("device"))?;
                 let (ticket, agent, name) = ticket_event(true)?;
                 let name = name.ok_or_else(|| ClientError::InvalidPayload("agentName is required".into()))?;
-                Self::View { ticket, agent, name }
+                Self::View {
+                    ticket,
+                    agent,
+                    name,
+                    device,
+                }
             }
+            EventName::Draft => {
+                let editing = p
+                    .get("editing")
+                    .and_then(Value::as_bool)
+                    .ok_or_else(|| ClientError::InvalidPayload("editing must be a boolean".into()))?;
+                let (ticket, agent, _) = ticket_event(false)?;
+                Self::Draft { ticket, agent, editing }
+            }
+            EventName::Activity => {
+                let state = match p.get("state").and_then(Value::as_str) {
+                    Some("active") => TabState::Active,
+                    Some("away") => TabState::Away,
+                    _ => {
+                        return Err(ClientError::InvalidPayload(
+                            "state must be \"active\" or \"away\"".into(),
+                        ));
+                    }
+                };
+                let (ticket, agent, _) = ticket_event(false)?;
+                Self::Activity { ticket, agent, state }
+            }
+            EventName::Watch => Self::Watch(ticket_ids(p.get("ticketIds"))?),
+            EventName::Unwatch => Self::Unwatch(ticket_ids(p.get("ticketIds"))?),
             EventName::Typing => {
                 let (ticket, agent, _) = ticket_event(false)?;
                 Self::Typing { ticket, agent }
@@ -149,6 +210,22 @@ impl Request {
             EventName::Unsubscribe => Self::Unsubscribe(timeline()?),
         })
     }
+}
+
+/// `ticketIds`: an array of 1 to 100 identifiers.
+fn ticket_ids(value: Option<&Value>) -> Result<Vec<TicketId>, Invalid> {
+    let ids = match value {
+        Some(Value::Array(ids)) if (1..=MAX_WATCH_IDS).contains(&ids.len()) => ids,
+        _ => {
+            return Err(Invalid(format!(
+                "ticketIds must be an array of 1 to {MAX_WATCH_IDS} ticket ids"
+            )));
+        }
+    };
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| TicketId::parse(Some(id)).map_err(|e| Invalid(format!("ticketIds[{i}]: {e}"))))
+        .collect()
 }
 
 #[cfg(test)]
@@ -183,6 +260,93 @@ mod tests {
             ),
             "ok"
         );
+    }
+
+    #[test]
+    fn v2_events_validate_their_fields() {
+        let view = |extra: Value| {
+            let mut p = json!({"ticketId": 1, "agentId": "7", "agentName": "Ada"});
+            p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            Request::parse(EventName::View, &p, None)
+        };
+        let device = |r: Result<Request, ClientError>| match r {
+            Ok(Request::View { device, .. }) => Ok(device.as_str().to_string()),
+            Ok(_) => unreachable!(),
+            Err(e) => Err(e.code()),
+        };
+        assert_eq!(device(view(json!({}))), Ok("web".into()));
+        assert_eq!(device(view(json!({"device": null}))), Ok("web".into()));
+        assert_eq!(device(view(json!({"device": "mobile"}))), Ok("mobile".into()));
+        assert_eq!(device(view(json!({"device": "Mobile"}))), Err("INVALID_PAYLOAD"));
+        assert_eq!(device(view(json!({"device": 3}))), Err("INVALID_PAYLOAD"));
+
+        assert_eq!(
+            code(
+                EventName::Draft,
+                json!({"ticketId": 1, "agentId": "7", "editing": true})
+            ),
+            "ok"
+        );
+        assert_eq!(
+            code(
+                EventName::Draft,
+                json!({"ticketId": 1, "agentId": "7", "editing": "yes"})
+            ),
+            "INVALID_PAYLOAD"
+        );
+        assert_eq!(
+            code(EventName::Draft, json!({"ticketId": 1, "agentId": "7"})),
+            "INVALID_PAYLOAD"
+        );
+        assert_eq!(
+            code(
+                EventName::Activity,
+                json!({"ticketId": 1, "agentId": "7", "state": "away"})
+            ),
+            "ok"
+        );
+        assert_eq!(
+            code(
+                EventName::Activity,
+                json!({"ticketId": 1, "agentId": "7", "state": "gone"})
+            ),
+            "INVALID_PAYLOAD"
+        );
+        assert_eq!(
+            code(EventName::Activity, json!({"ticketId": 1, "state": "active"})),
+            "INVALID_PAYLOAD"
+        );
+
+        assert_eq!(code(EventName::Watch, json!({"ticketIds": [1, "2", 1]})), "ok");
+        let hundred: Vec<u32> = (0..100).collect();
+        assert_eq!(code(EventName::Watch, json!({ "ticketIds": hundred })), "ok");
+        let too_many: Vec<u32> = (0..101).collect();
+        assert_eq!(
+            code(EventName::Watch, json!({ "ticketIds": too_many })),
+            "INVALID_PAYLOAD"
+        );
+        assert_eq!(code(EventName::Watch, json!({"ticketIds": []})), "INVALID_PAYLOAD");
+        assert_eq!(code(EventName::Watch, json!({"ticketIds": 1})), "INVALID_PAYLOAD");
+        assert_eq!(
+            code(EventName::Unwatch, json!({"ticketIds": [1, ""]})),
+            "INVALID_PAYLOAD"
+        );
+        assert_eq!(code(EventName::Unwatch, json!({})), "INVALID_PAYLOAD");
+    }
+
+    #[test]
+    fn invalid_draft_fields_come_before_forbidden() {
+        let bare = token(None);
+        let code = |p: Value| Request::parse(EventName::Draft, &p, Some(&bare)).map_or_else(|e| e.code(), |_| "ok");
+        assert_eq!(
+            code(json!({"ticketId": 1, "agentId": "bob", "editing": 1})),
+            "INVALID_PAYLOAD"
+        );
+        assert_eq!(
+            code(json!({"ticketId": 1, "agentId": "bob", "editing": true})),
+            "FORBIDDEN"
+        );
+        assert_eq!(code(json!({"ticketId": 1, "editing": false})), "ok");
     }
 
     #[test]
@@ -275,6 +439,10 @@ mod tests {
             EventName::Typing,
             EventName::StopTyping,
             EventName::Leave,
+            EventName::Draft,
+            EventName::Activity,
+            EventName::Watch,
+            EventName::Unwatch,
             EventName::Subscribe,
             EventName::Unsubscribe,
         ] {

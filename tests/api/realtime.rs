@@ -155,16 +155,36 @@ async fn first_viewer_gets_an_ack_with_itself_and_viewers_updated() {
     assert_eq!(ack["viewers"].as_array().map(Vec::len), Some(1));
     assert_eq!(
         keys(viewer),
-        ["agentId", "agentName", "since", "status", "typingStartedAt"]
+        [
+            "agentId",
+            "agentName",
+            "devices",
+            "editing",
+            "idle",
+            "since",
+            "status",
+            "typingStartedAt"
+        ]
     );
     assert_eq!(
         [
             &viewer["agentId"],
             &viewer["agentName"],
             &viewer["status"],
-            &viewer["typingStartedAt"]
+            &viewer["typingStartedAt"],
+            &viewer["editing"],
+            &viewer["idle"],
+            &viewer["devices"]
         ],
-        [&json!("7"), &json!("Ada"), &json!("viewing"), &Value::Null]
+        [
+            &json!("7"),
+            &json!("Ada"),
+            &json!("viewing"),
+            &Value::Null,
+            &json!(false),
+            &json!(false),
+            &json!(["web"])
+        ]
     );
     let since = viewer["since"].as_i64().expect("since is an integer");
     assert!(

@@ -41,15 +41,15 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // ---------------------------------------------------------------------------
 
 // Contract keys (section 6) that are durations; the tests give them in ms.
-const DURATION_KEYS = new Set(['typing_timeout', 'sweep_interval', 'stale_after', 'node_timeout', 'shutdown_timeout', 'history_ttl']);
+const DURATION_KEYS = new Set(['typing_timeout', 'sweep_interval', 'stale_after', 'node_timeout', 'shutdown_timeout', 'history_ttl', 'idle_after']);
 const LIST_KEYS = new Set(['entity_types', 'cors_origins']);
 const KNOWN_KEYS = new Set([
   'listen', 'internal_listen', 'internal_token', 'redis_url', 'auth_mode', 'jwt_secret', 'jwt_public_key_file',
   'typing_timeout', 'sweep_interval', 'stale_after', 'node_timeout', 'shutdown_timeout', 'max_body',
   'entity_types', 'cors_origins', 'max_payload', 'max_tickets_per_socket', 'max_timelines_per_socket',
   'events_per_second', 'log_format',
-  // v2 (section 4.1, 4.2); the peer implements v1 and ignores them.
-  'history_size', 'history_ttl', 'client_queue_max',
+  // v2 (sections 3.1, 3.2, 4.1, 4.2); the peer implements v1 and ignores them.
+  'history_size', 'history_ttl', 'client_queue_max', 'idle_after', 'max_watched_tickets',
 ]);
 
 // The peer's environment variable for each contract key it understands.
@@ -676,7 +676,19 @@ function assertKeys(obj, keys, what = 'object') {
   assert.deepEqual(Object.keys(obj).sort(), [...keys].sort(), `${what} keys: ${JSON.stringify(obj)}`);
 }
 
-const VIEWER_KEYS = ['agentId', 'agentName', 'status', 'since', 'typingStartedAt'];
+// A viewer's keys: v1's, plus `editing`, `idle` and `devices` in v2
+// (section 3.1) — the Rust server; the Node peer implements v1.
+const V1_VIEWER_KEYS = ['agentId', 'agentName', 'status', 'since', 'typingStartedAt'];
+const VIEWER_KEYS = isRust ? [...V1_VIEWER_KEYS, 'editing', 'idle', 'devices'] : V1_VIEWER_KEYS;
+
+/**
+ * What a viewer in its default v2 state adds to the v1 shape (not editing,
+ * not idle, on the web); nothing for the peer (v1):
+ *   assert.deepEqual(v, h.v2Viewer({ agentId, agentName, status, since, typingStartedAt }));
+ */
+function v2Viewer(v1, extra = {}) {
+  return isRust ? { ...v1, editing: false, idle: false, devices: ['web'], ...extra } : v1;
+}
 
 /** Asserts the shape of one viewer object. */
 function assertViewer(v) {
@@ -687,6 +699,12 @@ function assertViewer(v) {
   assert.ok(Number.isInteger(v.since), `since ${v.since}`);
   if (v.status === 'viewing') assert.equal(v.typingStartedAt, null);
   else assert.ok(Number.isInteger(v.typingStartedAt), `typingStartedAt ${v.typingStartedAt}`);
+  if (isRust) {
+    assert.equal(typeof v.editing, 'boolean', `editing ${v.editing}`);
+    assert.equal(typeof v.idle, 'boolean', `idle ${v.idle}`);
+    assert.ok(Array.isArray(v.devices) && v.devices.length > 0, `devices ${JSON.stringify(v.devices)}`);
+    assert.deepEqual(v.devices, [...new Set(v.devices)].sort(), `devices distinct and sorted: ${JSON.stringify(v.devices)}`);
+  }
 }
 
 /** Asserts a viewer list: valid viewers ordered by since, then agentId. */
@@ -966,6 +984,7 @@ module.exports = {
   assertAckError,
   assertHttpError,
   VIEWER_KEYS,
+  v2Viewer,
   hasPositions,
   withPosition,
   withPositionKeys,

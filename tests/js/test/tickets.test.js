@@ -73,7 +73,7 @@ describe('ticket collision detection (section 3)', () => {
         assert.equal(ack.viewers.length, 1);
         const v = ack.viewers[0];
         h.assertViewer(v);
-        assert.deepEqual({ ...v, since: 0 }, { agentId: 'ada', agentName: 'Ada', status: 'viewing', since: 0, typingStartedAt: null });
+        assert.deepEqual({ ...v, since: 0 }, h.v2Viewer({ agentId: 'ada', agentName: 'Ada', status: 'viewing', since: 0, typingStartedAt: null }));
         // Milliseconds since the epoch (generous clock tolerance, not a speed check).
         assert.ok(Math.abs(v.since - before) < 60_000, `since ${v.since} is not Date.now()-like (${before})`);
         const vu = await h.nextEvent(s, 'viewers:updated');
