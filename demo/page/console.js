@@ -28,7 +28,9 @@
     return;
   }
 
-  const me = settings.agent; // null with a token that names the agent
+  // With a token, the agent is the token's `sub` (contract §1); read here to
+  // mark "you" in the list, never trusted: the server verifies the token.
+  const me = settings.agent || tokenClaim(settings.token, 'sub');
   const state = {
     viewers: [],
     serverWarning: null, // the last collision:warning, until the list changes
@@ -43,7 +45,8 @@
   };
 
   $('ticket-id').textContent = settings.ticket;
-  $('me').textContent = settings.name ? `${settings.name} (${me || 'token'})` : me || 'the token\'s agent';
+  const shownName = settings.name || tokenClaim(settings.token, 'name') || me || 'the token\'s agent';
+  $('me').textContent = me && me !== shownName ? `${shownName} (${me})` : shownName;
   $('timeline-key').textContent = settings.timeline ? `${settings.timeline.entityType}:${settings.timeline.entityId}` : '(none)';
   document.title = `Ticket ${settings.ticket} · Switchboard`;
   $('console').hidden = false;
@@ -347,7 +350,7 @@
       const error = (ack && ack.error) || { code: 'NO_ANSWER', message: 'no ack' };
       if (error.code === 'UNKNOWN_EVENT') {
         state.unsupported.add(event);
-        log(`${event}: this server does not know it yet`);
+        log(`${event}: not supported by this server (contract v2 §3.1)`);
         return;
       }
       if (error.code === 'NOT_VIEWING') state.viewing = false;
@@ -406,6 +409,19 @@ function readSettings(query) {
   return settings;
 }
 
+/** A string claim of a JWT's payload, or null (display only: not verified here). */
+function tokenClaim(token, claim) {
+  if (!token) return null;
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(part), (c) => c.charCodeAt(0));
+    const value = JSON.parse(new TextDecoder().decode(bytes))[claim];
+    return typeof value === 'string' && value !== '' ? value : null;
+  } catch {
+    return null;
+  }
+}
+
 function showSetup(settings) {
   const form = document.getElementById('setup-form');
   for (const key of ['agent', 'name', 'ticket', 'device', 'token']) {
@@ -446,5 +462,5 @@ function verb(viewers) {
 
 function clock(ms) {
   const d = new Date(typeof ms === 'number' ? ms : Date.now());
-  return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
 }
