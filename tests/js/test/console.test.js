@@ -21,7 +21,11 @@ const NEEDS_SERVER = 'needs §3.1 server side';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(__dirname, '../artifacts');
 const TOKEN = 's3cret';
-const WAIT = { timeout: 5000 };
+// Generous: the machine running the suite may be busy, and each wait ends as
+// soon as its condition holds.
+const WAIT = { timeout: 10_000 };
+// The page's typing rhythm (demo/page/console.js): renewal interval.
+const TYPING_RENEW_MS = 3000;
 
 // The Node peer has no console.
 const skipPeer = h.isPeer ? 'the Node peer has no agent console' : false;
@@ -157,18 +161,23 @@ describe('agent console (section 6, demo)', { skip: skipPeer }, () => {
       await viewerOf(pageA, '8').waitFor(WAIT);
       // The reply box is the page's first textarea (contract §6).
       const box = pageB.locator('textarea').first();
+      const started = Date.now();
       await box.pressSequentially('Hello, I am looking into it', { delay: 15 });
+      const typedFor = Date.now() - started;
       await pageA.locator('#viewers li[data-agent-id="8"][data-status="typing"]').waitFor(WAIT);
       assert.match(await viewerOf(pageA, '8').textContent(), /typing/);
       assert.equal(await pageA.locator('#warning').getAttribute('data-severity'), 'critical');
       assert.equal(await pageA.locator('#warning').textContent(), 'Bob is typing a reply');
-      // Some 27 keystrokes within well under the renewal interval: one ticket:typing.
-      assert.equal((await sentBy(pageB, 'ticket:typing')).length, 1);
+      // 27 keystrokes: one ticket:typing, and one more per renewal interval
+      // only if the typing took that long (a busy machine).
+      const typing = (await sentBy(pageB, 'ticket:typing')).length;
+      assert.ok(typing >= 1 && typing <= 1 + Math.floor(typedFor / TYPING_RENEW_MS), `${typing} ticket:typing in ${typedFor} ms`);
       assert.deepEqual((await sentBy(pageB, 'ticket:draft')).map((s) => s.payload.editing), [true]);
       // Leaving the box stops typing at once.
       await pageB.locator('#ticket-title').click();
       await pageA.locator('#viewers li[data-agent-id="8"][data-status="viewing"]').waitFor(WAIT);
-      assert.equal((await sentBy(pageB, 'ticket:stop_typing')).length, 1);
+      const last = await pageB.evaluate(() => window.sent.filter((s) => s.event.startsWith('ticket:')).at(-1).event);
+      assert.equal(last, 'ticket:stop_typing');
       assert.equal(await pageA.locator('#warning').getAttribute('data-severity'), 'warning');
     });
 
@@ -288,6 +297,46 @@ describe('agent console (section 6, demo)', { skip: skipPeer }, () => {
       const file = path.join(ARTIFACTS, 'console-two-agents.png');
       await board.screenshot({ path: file });
       assert.ok((await fs.promises.stat(file)).size > 20_000, 'a screenshot with something on it');
+    });
+
+    it('renders the v2 viewer fields and ticket:updated as the contract shapes them', async () => {
+      // The server side of §3.1/§3.3 is not here yet: the page's own handlers
+      // are fed contract-shaped payloads, as its socket would deliver them.
+      const ticket = h.uid('t');
+      const page = await openConsole(server, ada(ticket, undefined, { device: 'web' }));
+      const deliver = (event, payload) =>
+        page.evaluate(([e, p]) => window.switchboardConsole.socket.listeners(e).forEach((fn) => fn(p)), [event, payload]);
+      const since = Date.now();
+      const viewer = (agentId, agentName, more) => ({ agentId, agentName, status: 'viewing', since, typingStartedAt: null, editing: false, idle: false, devices: ['web'], ...more });
+      await deliver('viewers:updated', {
+        ticketId: ticket,
+        viewers: [viewer('7', 'Ada'), viewer('8', 'Bob <img src=x>', { editing: true, idle: true, devices: ['mobile', 'web'] })],
+      });
+      const bob = viewerOf(page, '8');
+      await page.locator('#viewers li[data-agent-id="8"].editing.idle').waitFor(WAIT);
+      assert.deepEqual(await bob.locator('.badge').allTextContents(), ['viewing', 'editing', 'idle', 'mobile', 'web']);
+      assert.equal(await bob.locator('.name').textContent(), 'Bob <img src=x>');
+      assert.equal(await page.locator('#viewers img').count(), 0);
+      assert.equal(await page.locator('#warning').getAttribute('data-severity'), 'critical');
+      assert.equal(await page.locator('#warning').textContent(), 'Bob <img src=x> is editing a reply');
+
+      await deliver('ticket:updated', {
+        ticketId: ticket, kind: 'reply', by: { agentId: '8', agentName: 'Bob' }, summary: 'Sent: <i>refund approved</i>', version: '12', at: since,
+      });
+      await page.locator('#updated').waitFor(WAIT);
+      assert.equal(await page.locator('#updated-title').textContent(), 'Bob updated this ticket (reply)');
+      assert.equal(await page.locator('#updated-summary').textContent(), 'Sent: <i>refund approved</i>');
+      assert.equal(await page.locator('#updated i').count(), 0);
+      await deliver('ticket:updated', { ticketId: ticket, kind: 'status', by: null, summary: null, version: null, at: since });
+      await page.locator('#updated-title', { hasText: 'Someone updated this ticket (status)' }).waitFor(WAIT);
+      await page.click('#updated-dismiss');
+      assert.equal(await page.locator('#updated').isVisible(), false);
+      // Another ticket's update is not this page's.
+      await deliver('ticket:updated', { ticketId: `${ticket}-other`, kind: 'reply', by: null, summary: null, version: null, at: since });
+      assert.equal(await page.locator('#updated').isVisible(), false);
+      // The `device` parameter in the view was taken without complaint.
+      assert.equal(await page.locator('#log li.error').count(), 0);
+      assert.deepEqual(page.problems, []);
     });
 
     // ---- written against contract v2 §3.1 and §3.3, for after the merge ----
