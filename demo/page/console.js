@@ -215,6 +215,12 @@
   const reply = $('reply-text');
   reply.addEventListener('input', () => {
     ensureViewing();
+    if (reply.value === '') {
+      // Emptied: nobody is writing a reply here any more.
+      stopTyping();
+      syncDraft();
+      return;
+    }
     const now = Date.now();
     if (!state.typing || now - state.lastTypingSent >= TYPING_RENEW_MS) {
       state.typing = true;

@@ -193,6 +193,21 @@ describe('agent console (section 6, demo)', { skip: skipPeer }, () => {
       assert.equal((await sentBy(pageB, 'ticket:stop_typing')).length, 1);
     });
 
+    it('emptying the box stops typing at once', async () => {
+      const ticket = h.uid('t');
+      const pageA = await openConsole(server, ada(ticket));
+      const pageB = await openConsole(server, bob(ticket));
+      const box = pageB.locator('textarea').first();
+      await box.pressSequentially('Oops');
+      await pageA.locator('#viewers li[data-agent-id="8"][data-status="typing"]').waitFor(WAIT);
+      await box.fill('');
+      // Sent by the input itself, not by the 2.5 s pause timer.
+      const events = await pageB.evaluate(() => window.sent.map((e) => e.event));
+      assert.equal(events.at(-1) === 'ticket:stop_typing' || events.at(-2) === 'ticket:stop_typing', true, JSON.stringify(events));
+      assert.equal(events.filter((e) => e === 'ticket:typing').length, 1, JSON.stringify(events));
+      await pageA.locator('#viewers li[data-agent-id="8"][data-status="viewing"]').waitFor(WAIT);
+    });
+
     it('a published item appears in both, as text, and is updated in place', async () => {
       const ticket = h.uid('t');
       const entity = h.uid('c');
