@@ -12,6 +12,7 @@ use crate::admission::CONNECT_TIMEOUT;
 use crate::cluster::{self, ClusterLink};
 use crate::config::Config;
 use crate::delivery::Outbox;
+use crate::demo::Console;
 use crate::hub::Hub;
 use crate::{background, http_server, internal_api, public, realtime};
 
@@ -63,6 +64,8 @@ fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
 /// Serves until `shutdown` resolves, then stops gracefully within
 /// `shutdown_timeout`.
 pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    // First: a console that cannot be served stops the start-up, naming its key.
+    let console = config.demo.then(Console::load).transpose().map_err(io::Error::other)?;
     let (socketio_layer, io) = SocketIo::builder()
         .max_payload(config.max_payload)
         .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
@@ -91,7 +94,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     let stop_accepting = CancellationToken::new();
     let public_server = http_server::spawn(
         listeners.public,
-        public::router(socketio_layer, config.cors_origins.clone(), hub.clone()),
+        public::router(socketio_layer, config.cors_origins.clone(), hub.clone(), console),
         config.header_read_timeout,
         &stop_accepting,
     );

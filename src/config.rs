@@ -220,6 +220,10 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value = "0")]
     pub max_connections: usize,
 
+    /// Serve the agent console at /demo/ on the public listener (needs `npm ci --prefix demo`) (v2)
+    #[arg(long, env = "SWITCHBOARD_DEMO", default_value = "false", action = clap::ArgAction::Set)]
+    pub demo: bool,
+
     /// Per-socket event rate (burst twice that); 0 = off
     #[arg(long, env = "SWITCHBOARD_EVENTS_PER_SECOND", default_value = "50")]
     pub events_per_second: u32,
@@ -599,6 +603,7 @@ mod tests {
         assert_eq!(c.events_per_second, 50);
         assert_eq!(c.header_read_timeout, Duration::from_secs(10));
         assert_eq!(c.max_connections, 0);
+        assert!(!c.demo);
         assert_eq!(c.entity_types, None);
         assert_eq!(c.cors_origins, None);
         assert_eq!(c.log_format, LogFormat::Text);
@@ -633,6 +638,7 @@ mod tests {
         assert_eq!(refused(&["--max-payload", "0"]), "max_payload");
         assert_eq!(refused(&["--listen", "not-an-address"]), "listen");
         assert_eq!(refused(&["--log-format", "xml"]), "log_format");
+        assert_eq!(refused(&["--demo", "yes"]), "demo");
         assert_eq!(refused(&["--entity-types", "Contact"]), "entity_types");
         assert_eq!(refused(&["--cors-origins", "example.com"]), "cors_origins");
         assert_eq!(refused(&["--auth-mode", "magic"]), "auth_mode");

@@ -29,7 +29,8 @@
 //! - `auth`: JWT verification at the handshake, token expiry times.
 //! - `internal_api`: the backend HTTP API (publishes, viewers, stats, probes).
 //! - `public`: the public listener (Socket.IO, `/health`, origin policy,
-//!   `max_connections`).
+//!   `max_connections`, and `demo`'s agent console).
+//! - `demo`: the agent console's page and the socket.io-client bundle it loads.
 //! - `http_server`: the accept loop both listeners run (header read timeout,
 //!   graceful drain).
 //! - `cluster`: replication of presence and publishes over Redis pub/sub.
@@ -53,6 +54,7 @@ mod clock;
 mod cluster;
 pub mod config;
 mod delivery;
+mod demo;
 mod error;
 pub mod healthcheck;
 mod history;

@@ -1,5 +1,6 @@
 //! The public listener: Socket.IO at `/socket.io/`, `GET /health`, the
-//! browser-origin policy of contract §1 and `max_connections` (§6).
+//! browser-origin policy of contract §1, `max_connections` (§6) and, when
+//! turned on, the agent console at `/demo/`.
 
 use std::sync::Arc;
 
@@ -14,17 +15,26 @@ use socketioxide::layer::SocketIoLayer;
 use tower::Layer;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
+use crate::demo::Console;
 use crate::http_error::HttpError;
 use crate::hub::Hub;
 
 /// Where engineioxide serves (socketioxide's default path).
 const SOCKET_IO_PATH: &str = "/socket.io";
 
-/// The public routes around the Socket.IO layer.
-pub fn router(socketio: SocketIoLayer, cors_origins: Option<Vec<String>>, hub: Hub) -> Router {
-    let plain = Router::new()
+/// The public routes around the Socket.IO layer; `console` is `Some` with `demo = true`.
+pub fn router(
+    socketio: SocketIoLayer,
+    cors_origins: Option<Vec<String>>,
+    hub: Hub,
+    console: Option<Console>,
+) -> Router {
+    let mut plain = Router::new()
         .route("/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
         .fallback(|| async { HttpError::NotFound });
+    if let Some(console) = console {
+        plain = plain.merge(console.router());
+    }
     // Layered once, as a service: `Router::layer` would call `layer()` per
     // route, and each call builds a separate Engine.IO server with its own
     // sessions (a polling client would then hit "Session ID unknown").

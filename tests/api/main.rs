@@ -4,6 +4,7 @@
 //! with the real socket.io-client.
 
 mod container;
+mod demo;
 mod edge;
 mod helpers;
 mod realtime;

@@ -50,6 +50,8 @@ const KNOWN_KEYS = new Set([
   'events_per_second', 'log_format',
   // v2 (sections 3.1, 3.2, 4.1, 4.2); the peer implements v1 and ignores them.
   'history_size', 'history_ttl', 'client_queue_max', 'idle_after', 'max_watched_tickets',
+  // v2 (section 6): the agent console.
+  'demo',
 ]);
 
 // The peer's environment variable for each contract key it understands.
