@@ -173,7 +173,10 @@ describe('agent console (section 6, demo)', { skip: skipPeer }, () => {
       await pageA.locator('#viewers li[data-agent-id="8"][data-status="viewing"]').waitFor(WAIT);
       const last = await pageB.evaluate(() => window.sent.filter((s) => s.event.startsWith('ticket:')).at(-1).event);
       assert.equal(last, 'ticket:stop_typing');
-      assert.equal(await pageA.locator('#warning').getAttribute('data-severity'), 'warning');
+      // The reply is still in the box: Bob has a draft, still a critical colleague.
+      await pageA.locator('#viewers li[data-agent-id="8"].editing').waitFor(WAIT);
+      assert.equal(await pageA.locator('#warning').getAttribute('data-severity'), 'critical');
+      assert.equal(await pageA.locator('#warning').textContent(), 'Bob is editing a reply');
     });
 
     it('stops typing by itself after a pause', async () => {
