@@ -233,8 +233,10 @@ impl Device {
 }
 
 impl Default for Device {
+    /// `"web"`, one allocation shared by every socket that names no device.
     fn default() -> Self {
-        Self("web".into())
+        static WEB: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "web".into());
+        Self(WEB.clone())
     }
 }
 

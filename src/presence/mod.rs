@@ -15,6 +15,7 @@
 //! socket watches, with the per-socket limit.
 
 mod registry;
+mod small_map;
 #[cfg(test)]
 mod tests;
 mod watch;

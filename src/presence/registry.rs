@@ -1,5 +1,7 @@
 use std::collections::{BTreeSet, HashMap};
 
+use super::small_map::SmallMap;
+
 use socketioxide::socket::Sid;
 
 use super::{
@@ -99,9 +101,9 @@ pub enum Origin {
 #[derive(Debug)]
 pub struct ViewerRegistry {
     rules: PresenceRules,
-    tickets: HashMap<TicketId, HashMap<AgentId, Viewer>>,
+    tickets: HashMap<TicketId, SmallMap<AgentId, Viewer>>,
     /// What each socket views, and as which agent.
-    sockets: HashMap<Sid, HashMap<TicketId, AgentId>>,
+    sockets: HashMap<Sid, SmallMap<TicketId, AgentId>>,
     /// Typing sockets ordered by when their typing times out.
     typing_deadlines: BTreeSet<(Millis, TicketId, AgentId, Sid)>,
     /// Viewers not idle yet, ordered by when they turn idle without activity.
@@ -117,7 +119,7 @@ struct Viewer {
     /// next activity. While false, the viewer's entry in `idle_deadlines`
     /// is `last_activity + idle_after`.
     timed_out: bool,
-    sockets: HashMap<Sid, SocketView>,
+    sockets: SmallMap<Sid, SocketView>,
 }
 
 #[derive(Debug, Default)]
@@ -230,7 +232,7 @@ impl ViewerRegistry {
     ) -> Result<(Vec<ViewerView>, Vec<PresenceEvent>), ClientError> {
         let SocketViewing { sid, ticket, agent, .. } = *view;
         let current = self.sockets.get(&sid).and_then(|t| t.get(ticket)).cloned();
-        let socket_tickets = self.sockets.get(&sid).map_or(0, HashMap::len);
+        let socket_tickets = self.sockets.get(&sid).map_or(0, SmallMap::len);
         if origin == Origin::Local && current.is_none() && socket_tickets >= self.rules.max_tickets_per_socket {
             return Err(ClientError::LimitExceeded(format!(
                 "at most {} tickets per connection",
@@ -269,7 +271,7 @@ impl ViewerRegistry {
             since,
             last_activity: view.at,
             timed_out: view.timed_out,
-            sockets: HashMap::new(),
+            sockets: SmallMap::new(),
         };
         self.tickets
             .entry(ticket.clone())
@@ -379,7 +381,7 @@ impl ViewerRegistry {
             return;
         };
         let was_typing = viewer.is_typing();
-        let socket = viewer.sockets.entry(sid).or_default();
+        let socket = viewer.sockets.get_or_default(sid);
         let started = match socket.typing.take() {
             Some((first, old_deadline)) => {
                 self.typing_deadlines
@@ -753,7 +755,7 @@ impl ViewerRegistry {
     pub fn stats(&self) -> PresenceStats {
         PresenceStats {
             tickets: self.tickets.len(),
-            viewers: self.tickets.values().map(HashMap::len).sum(),
+            viewers: self.tickets.values().map(SmallMap::len).sum(),
         }
     }
 
@@ -969,7 +971,7 @@ impl ViewerRegistry {
                 agent.clone(),
             ));
         }
-        for (sid, socket) in &viewer.sockets {
+        for (sid, socket) in viewer.sockets.iter() {
             if let Some((_, deadline)) = socket.typing {
                 self.typing_deadlines
                     .remove(&(deadline, ticket.clone(), agent.clone(), *sid));
