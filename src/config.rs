@@ -427,6 +427,9 @@ impl Config {
         if self.max_payload == 0 {
             return Err(err("max_payload", "must be at least 1"));
         }
+        if self.client_queue_max == 0 {
+            return Err(err("client_queue_max", "must be at least 1"));
+        }
         // Empty means unset in the file too, as it does in a flag or the environment.
         self.internal_token = self.internal_token.filter(|t| !t.is_empty());
         self.redis_url = self.redis_url.filter(|u| !u.is_empty());

@@ -8,15 +8,24 @@
 //! socketioxide's `emit`. So every client sees joins, emits and acks in the
 //! order the server decided them, and no lock is held across an `.await`.
 //!
+//! Slow clients (contract §4.2): an emit that finds a socket with
+//! `client_queue_max` messages still unsent closes that socket's transport
+//! instead (the patched engineioxide's queue overflows, see
+//! `docs/engineioxide-patch.md`); socketioxide reports that emit as
+//! `InternalChannelFull`, once per socket, and this module counts it. The
+//! close is done by engineioxide in a task of its own, never inline here: a
+//! broadcast holds the namespace's lock that removing a socket takes.
+//!
 //! [`wire`] turns domain outcomes (presence events, timeline events) into
 //! the contract's wire messages.
 
 pub mod wire;
 
 use serde_json::Value;
-use socketioxide::SocketIo;
+use prometheus::IntCounter;
 use socketioxide::extract::AckSender;
 use socketioxide::socket::Sid;
+use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -87,10 +96,12 @@ pub struct Outbox {
 
 impl Outbox {
     /// Starts the delivery task; it ends after [`Outbox::close`], or when
-    /// every `Outbox` is dropped.
-    pub fn start(io: SocketIo) -> (Self, JoinHandle<()>) {
+    /// every `Outbox` is dropped. `slow_clients` counts the transports its
+    /// emits closed because they found a full queue.
+    pub fn start(io: SocketIo, slow_clients: IntCounter) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, tokio::spawn(run(io, rx)))
+        let sockets = Sockets { io, slow_clients };
+        (Self { tx }, tokio::spawn(run(sockets, rx)))
     }
 
     pub fn push(&self, delivery: Delivery) {
@@ -111,10 +122,36 @@ impl Outbox {
     }
 }
 
-async fn run(io: SocketIo, mut rx: mpsc::UnboundedReceiver<Queued>) {
+/// What the delivery task works with.
+struct Sockets {
+    io: SocketIo,
+    slow_clients: IntCounter,
+}
+
+impl Sockets {
+    /// Counts the sockets an emit found full: each of them had its transport
+    /// closed by that emit (§4.2). Any other failure is a socket already gone.
+    fn count_slow(&self, errors: &[SocketError]) -> usize {
+        let slow = errors
+            .iter()
+            .filter(|e| matches!(e, SocketError::InternalChannelFull))
+            .count();
+        self.slow_clients.inc_by(slow as u64);
+        slow
+    }
+
+    fn broadcast_failed(&self, error: &BroadcastError) -> usize {
+        match error {
+            BroadcastError::Socket(errors) => self.count_slow(errors),
+            _ => 0,
+        }
+    }
+}
+
+async fn run(sockets: Sockets, mut rx: mpsc::UnboundedReceiver<Queued>) {
     while let Some(queued) = rx.recv().await {
         match queued {
-            Queued::Deliver(delivery) => deliver(&io, delivery).await,
+            Queued::Deliver(delivery) => deliver(&sockets, delivery).await,
             Queued::Flush(done) => {
                 let _ = done.send(());
             }
@@ -123,10 +160,10 @@ async fn run(io: SocketIo, mut rx: mpsc::UnboundedReceiver<Queued>) {
     }
 }
 
-async fn deliver(io: &SocketIo, delivery: Delivery) {
+async fn deliver(sockets: &Sockets, delivery: Delivery) {
     // `io.of` rather than `io.to`: the namespace is gone once the server
     // closes, and the shorthand panics then.
-    let Some(ns) = io.of("/") else { return };
+    let Some(ns) = sockets.io.of("/") else { return };
     match delivery {
         Delivery::Join { sid, room } => {
             // Only a socket still in the namespace: socketioxide takes a
@@ -150,7 +187,11 @@ async fn deliver(io: &SocketIo, delivery: Delivery) {
             // refuses a socket whose first events arrived before socketioxide
             // marked it connected (the race is real under load).
             if let Err(e) = ns.to(sid.to_string()).emit(event, &payload).await {
-                tracing::warn!(%sid, event, error = %e, "could not emit to socket");
+                if sockets.broadcast_failed(&e) > 0 {
+                    tracing::info!(%sid, event, "slow client: unsent queue full, transport closed");
+                } else {
+                    tracing::debug!(%sid, event, error = %e, "could not emit to socket");
+                }
             }
         }
         Delivery::ToRoom {
@@ -160,18 +201,28 @@ async fn deliver(io: &SocketIo, delivery: Delivery) {
             payload,
         } => {
             let except: Vec<String> = except.iter().map(Sid::to_string).collect();
-            if let Err(e) = ns.to(room).except(except).emit(event, &payload).await {
-                tracing::warn!(event, error = %e, "broadcast failed for some sockets");
+            if let Err(e) = ns.to(room.clone()).except(except).emit(event, &payload).await {
+                let slow = sockets.broadcast_failed(&e);
+                if slow > 0 {
+                    tracing::info!(room, event, slow, "slow clients: unsent queue full, transports closed");
+                } else {
+                    tracing::debug!(room, event, error = %e, "broadcast failed for some sockets");
+                }
             }
         }
         Delivery::Ack { ack, payload } => {
             if let Err(e) = ack.send(&payload) {
+                if let SendError::Socket(error) = &e {
+                    sockets.count_slow(std::slice::from_ref(error));
+                }
                 tracing::debug!(error = %e, "could not send ack");
             }
         }
         Delivery::Disconnect { sid } => {
-            if let Some(socket) = ns.get_socket(sid) {
-                let _ = socket.disconnect();
+            if let Some(socket) = ns.get_socket(sid)
+                && let Err(e) = socket.disconnect()
+            {
+                sockets.count_slow(std::slice::from_ref(&e));
             }
         }
     }

@@ -5,6 +5,7 @@
 
 mod container;
 mod edge;
+mod heartbeat;
 mod helpers;
 mod realtime;
 mod recovery;
