@@ -142,6 +142,7 @@ pub async fn run_with(
         tokio::spawn(background::stale_sweep(hub.clone(), stop_timers.clone())),
         tokio::spawn(background::token_expiry(hub.clone(), stop_timers.clone())),
         tokio::spawn(background::history_expiry(hub.clone(), stop_timers.clone())),
+        tokio::spawn(background::memory_trim(stop_timers.clone())),
     ];
     hub.set_serving(true);
     tracing::info!(node = %hub.node_id(), public = %public_addr, internal = %internal_addr, "switchboard serving");
