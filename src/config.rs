@@ -623,6 +623,7 @@ mod tests {
         assert_eq!(refused(&["--max-body", "lots"]), "max_body");
         assert_eq!(refused(&["--events-per-second=-3"]), "events_per_second");
         assert_eq!(refused(&["--max-payload", "0"]), "max_payload");
+        assert_eq!(refused(&["--client-queue-max", "0"]), "client_queue_max");
         assert_eq!(refused(&["--listen", "not-an-address"]), "listen");
         assert_eq!(refused(&["--log-format", "xml"]), "log_format");
         assert_eq!(refused(&["--entity-types", "Contact"]), "entity_types");

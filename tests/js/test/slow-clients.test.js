@@ -20,9 +20,10 @@ const h = require('../helpers');
 
 const SKIP = h.isPeer && 'the peer implements contract v1: its queues have no bound (section 4.2 is v2)';
 const TOKEN = 's3cret';
-const QUEUE_MAX = 64;
 // A batch of 8 items is at most 8 messages queued at once for a subscriber
-// that keeps up: a well-behaved client stays far below QUEUE_MAX.
+// that keeps up; QUEUE_MAX is small, yet 32 batches of lag, so that a
+// well-behaved client on a loaded machine (debug build) stays below it.
+const QUEUE_MAX = 256;
 const BATCH = 8;
 const MAX_BATCHES = 3000;
 const MAX_PUBLISH_MS = 90_000;
