@@ -10,6 +10,7 @@ mod helpers;
 mod realtime;
 mod recovery;
 mod sio;
+mod slow_clients;
 
 use std::time::{Duration, Instant};
 
