@@ -21,8 +21,8 @@
 
 pub mod wire;
 
-use serde_json::Value;
 use prometheus::IntCounter;
+use serde_json::Value;
 use socketioxide::extract::AckSender;
 use socketioxide::socket::Sid;
 use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};

@@ -82,7 +82,10 @@ async fn pongs_keep_the_session_and_each_ping_comes_ping_interval_after_the_last
         let (status, body) = poll(&app, &url).await;
         assert_eq!((status, body.as_str()), (200, "2"));
         let gap = ponged.elapsed();
-        assert!(gap >= INTERVAL - Duration::from_millis(50) && gap < INTERVAL + SLACK, "next ping {gap:?} after the pong");
+        assert!(
+            gap >= INTERVAL - Duration::from_millis(50) && gap < INTERVAL + SLACK,
+            "next ping {gap:?} after the pong"
+        );
         let res = app.http.post(&url).body("3").send().await.unwrap();
         assert_eq!(res.status(), 200);
     }

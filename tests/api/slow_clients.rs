@@ -13,7 +13,15 @@ use crate::helpers::{TestApp, spawn_app};
 const QUEUE_MAX: usize = 8;
 
 async fn metric(app: &TestApp, name: &str) -> u64 {
-    let text = app.http.get(app.internal_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .http
+        .get(app.internal_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
         .unwrap_or_else(|| panic!("{name} in /metrics"))
@@ -46,7 +54,12 @@ async fn subscribed_session(app: &TestApp, id: &str) -> String {
     app.http.post(&url).body("40").send().await.unwrap();
     poll_until(app, &url, "40{").await;
     let subscribe = json!(["timeline:subscribe", { "entityType": "contact", "entityId": id }]);
-    app.http.post(&url).body(format!("421{subscribe}")).send().await.unwrap();
+    app.http
+        .post(&url)
+        .body(format!("421{subscribe}"))
+        .send()
+        .await
+        .unwrap();
     poll_until(app, &url, "431[").await;
     url
 }

@@ -142,7 +142,11 @@ pub async fn polling_heartbeat_timeout() {
         .unwrap();
 
     assert_eq!(data, DisconnectReason::HeartbeatTimeout);
-    assert!(started.elapsed() >= Duration::from_millis(500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -160,7 +164,11 @@ pub async fn ws_heartbeat_timeout() {
         .unwrap();
 
     assert_eq!(data, DisconnectReason::HeartbeatTimeout);
-    assert!(started.elapsed() >= Duration::from_millis(500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
