@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::io;
+use std::time::Duration;
 
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
@@ -14,12 +15,8 @@ use crate::config::Config;
 use crate::delivery::Outbox;
 use crate::demo::Console;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::{background, http_server, internal_api, public, realtime};
-
-/// Queued packets a socket may hold before emits to it are dropped. A batch
-/// publish sends up to 1000 events at once to one room; socketioxide's
-/// default (128) would drop most of them for a polling client.
-const SOCKET_BUFFER: usize = 4096;
 
 /// Bytes a websocket reads at a time. Client messages are small (an event is
 /// a few hundred bytes); a larger one is read in several steps into a buffer
@@ -61,19 +58,56 @@ fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
     socket.listen(ACCEPT_BACKLOG)
 }
 
+/// The Engine.IO heartbeat: a ping `ping_interval` after the handshake and
+/// after each pong, the session closed when no pong comes within
+/// `ping_timeout`. Not a config key (the contract has none): socket.io's
+/// defaults, which clients read from the handshake; tests shorten them.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then stops gracefully within
 /// `shutdown_timeout`.
 pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    run_with(config, listeners, Heartbeat::default(), shutdown).await
+}
+
+/// [`run`] with another Engine.IO heartbeat.
+pub async fn run_with(
+    config: Config,
+    listeners: Listeners,
+    heartbeat: Heartbeat,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     // First: a console that cannot be served stops the start-up, naming its key.
     let console = config.demo.then(Console::load).transpose().map_err(io::Error::other)?;
     let (socketio_layer, io) = SocketIo::builder()
+        .ping_interval(heartbeat.ping_interval)
+        .ping_timeout(heartbeat.ping_timeout)
         .max_payload(config.max_payload)
         .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
-        .max_buffer_size(SOCKET_BUFFER)
+        // Contract §4.2: one message more than `client_queue_max` waiting for a
+        // socket closes its transport (the patched engineioxide's queue
+        // overflows), rather than failing that emit on a connection that stays
+        // open. The default (1024) takes a whole batch publish (up to 1000
+        // events) to a polling client between two polls.
+        .max_buffer_size(config.client_queue_max)
         .ws_read_buffer_size(WS_READ_CHUNK)
         .connect_timeout(CONNECT_TIMEOUT)
         .build_layer();
-    let (outbox, delivery_task) = Outbox::start(io.clone());
+    let metrics = Metrics::new();
+    let (outbox, delivery_task) = Outbox::start(io.clone(), metrics.slow_client_disconnects.clone());
     let node_id = node_id();
     let (cluster, cluster_start) = match &config.redis_url {
         Some(url) => {
@@ -82,7 +116,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         }
         None => (None, None),
     };
-    let hub = Hub::new(config.clone(), node_id, outbox.clone(), cluster);
+    let hub = Hub::new(config.clone(), node_id, outbox.clone(), cluster, metrics);
     realtime::attach(&io, hub.clone(), outbox.clone());
     let stop_cluster = CancellationToken::new();
     let cluster_tasks = cluster_start
@@ -111,6 +145,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         tokio::spawn(background::stale_sweep(hub.clone(), stop_timers.clone())),
         tokio::spawn(background::token_expiry(hub.clone(), stop_timers.clone())),
         tokio::spawn(background::history_expiry(hub.clone(), stop_timers.clone())),
+        tokio::spawn(background::memory_trim(stop_timers.clone())),
     ];
     hub.set_serving(true);
     tracing::info!(node = %hub.node_id(), public = %public_addr, internal = %internal_addr, "switchboard serving");

@@ -46,6 +46,18 @@ pub async fn history_expiry(hub: Hub, stop: CancellationToken) {
     every(period, stop, || hub.expire_histories(hub.clock().now_ms())).await;
 }
 
+/// Every `memory::TRIM_EVERY`, gives free heap memory back to the OS when
+/// there is enough of it (after expired sessions, connections that left).
+pub async fn memory_trim(stop: CancellationToken) {
+    every(crate::memory::TRIM_EVERY, stop, || {
+        let started = std::time::Instant::now();
+        if let Some(free) = crate::memory::trim() {
+            tracing::debug!(free, took = ?started.elapsed(), "heap trimmed");
+        }
+    })
+    .await;
+}
+
 /// Runs `tick` every `period` (the first time one period from now) until
 /// `stop`; a late tick delays the next ones rather than bunching them.
 async fn every(period: Duration, stop: CancellationToken, mut tick: impl FnMut()) {

@@ -440,6 +440,9 @@ impl Config {
         if self.max_payload == 0 {
             return Err(err("max_payload", "must be at least 1"));
         }
+        if self.client_queue_max == 0 {
+            return Err(err("client_queue_max", "must be at least 1"));
+        }
         // Empty means unset in the file too, as it does in a flag or the environment.
         self.internal_token = self.internal_token.filter(|t| !t.is_empty());
         self.redis_url = self.redis_url.filter(|u| !u.is_empty());
@@ -636,6 +639,7 @@ mod tests {
         assert_eq!(refused(&["--max-body", "lots"]), "max_body");
         assert_eq!(refused(&["--events-per-second=-3"]), "events_per_second");
         assert_eq!(refused(&["--max-payload", "0"]), "max_payload");
+        assert_eq!(refused(&["--client-queue-max", "0"]), "client_queue_max");
         assert_eq!(refused(&["--listen", "not-an-address"]), "listen");
         assert_eq!(refused(&["--log-format", "xml"]), "log_format");
         assert_eq!(refused(&["--demo", "yes"]), "demo");

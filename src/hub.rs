@@ -113,7 +113,13 @@ pub enum Recovered {
 }
 
 impl Hub {
-    pub fn new(config: Config, node_id: String, outbox: Outbox, cluster: Option<ClusterLink>) -> Self {
+    pub fn new(
+        config: Config,
+        node_id: String,
+        outbox: Outbox,
+        cluster: Option<ClusterLink>,
+        metrics: Metrics,
+    ) -> Self {
         let rules = PresenceRules {
             typing_timeout_ms: config.typing_timeout.as_millis() as u64,
             stale_after_ms: config.stale_after.as_millis() as u64,
@@ -121,7 +127,6 @@ impl Hub {
             idle_after_ms: config.idle_after.as_millis() as u64,
         };
         let timelines = TimelineRegistry::new(config.max_timelines_per_socket);
-        let metrics = Metrics::new();
         if let Some(link) = &cluster {
             metrics.register(Box::new(link.messages.clone()));
         }

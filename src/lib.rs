@@ -37,6 +37,7 @@
 //! - `background`: the timers (typing timeouts and idle viewers, stale
 //!   sweep, token expiry).
 //! - `metrics`: Prometheus counters and gauges.
+//! - `memory`: gives the heap's free memory back to the OS (`malloc_trim`, from a timer).
 //! - [`config`]: the typed configuration; [`app`] wires everything and owns
 //!   shutdown; [`healthcheck`]: the container probe (`switchboard healthcheck`).
 //!
@@ -63,6 +64,7 @@ mod http_server;
 mod hub;
 mod ids;
 mod internal_api;
+mod memory;
 mod metrics;
 mod presence;
 mod public;

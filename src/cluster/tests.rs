@@ -19,10 +19,11 @@ struct Node {
 fn node(name: &str) -> Node {
     let config = Config::from_args_and_env(["switchboard", "--redis-url", "redis://127.0.0.1:1"], |_| None).unwrap();
     let (_layer, io) = SocketIo::builder().build_layer();
-    let (outbox, _task) = Outbox::start(io);
+    let metrics = crate::metrics::Metrics::new();
+    let (outbox, _task) = Outbox::start(io, metrics.slow_client_disconnects.clone());
     let (link, start) = ClusterLink::new(name.to_string(), &config, "redis://127.0.0.1:1").unwrap();
     Node {
-        hub: Hub::new(config, name.to_string(), outbox, Some(link)),
+        hub: Hub::new(config, name.to_string(), outbox, Some(link), metrics),
         queue: start.queue,
     }
 }

@@ -8,15 +8,24 @@
 //! socketioxide's `emit`. So every client sees joins, emits and acks in the
 //! order the server decided them, and no lock is held across an `.await`.
 //!
+//! Slow clients (contract §4.2): an emit that finds a socket with
+//! `client_queue_max` messages still unsent closes that socket's transport
+//! instead (the patched engineioxide's queue overflows, see
+//! `docs/engineioxide-patch.md`); socketioxide reports that emit as
+//! `InternalChannelFull`, once per socket, and this module counts it. The
+//! close is done by engineioxide in a task of its own, never inline here: a
+//! broadcast holds the namespace's lock that removing a socket takes.
+//!
 //! [`wire`] turns domain outcomes (presence events, timeline events) into
 //! the contract's wire messages.
 
 pub mod wire;
 
+use prometheus::IntCounter;
 use serde_json::Value;
-use socketioxide::SocketIo;
 use socketioxide::extract::AckSender;
 use socketioxide::socket::Sid;
+use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -89,10 +98,12 @@ pub struct Outbox {
 
 impl Outbox {
     /// Starts the delivery task; it ends after [`Outbox::close`], or when
-    /// every `Outbox` is dropped.
-    pub fn start(io: SocketIo) -> (Self, JoinHandle<()>) {
+    /// every `Outbox` is dropped. `slow_clients` counts the transports its
+    /// emits closed because they found a full queue.
+    pub fn start(io: SocketIo, slow_clients: IntCounter) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, tokio::spawn(run(io, rx)))
+        let sockets = Sockets { io, slow_clients };
+        (Self { tx }, tokio::spawn(run(sockets, rx)))
     }
 
     pub fn push(&self, delivery: Delivery) {
@@ -113,10 +124,36 @@ impl Outbox {
     }
 }
 
-async fn run(io: SocketIo, mut rx: mpsc::UnboundedReceiver<Queued>) {
+/// What the delivery task works with.
+struct Sockets {
+    io: SocketIo,
+    slow_clients: IntCounter,
+}
+
+impl Sockets {
+    /// Counts the sockets an emit found full: each of them had its transport
+    /// closed by that emit (§4.2). Any other failure is a socket already gone.
+    fn count_slow(&self, errors: &[SocketError]) -> usize {
+        let slow = errors
+            .iter()
+            .filter(|e| matches!(e, SocketError::InternalChannelFull))
+            .count();
+        self.slow_clients.inc_by(slow as u64);
+        slow
+    }
+
+    fn broadcast_failed(&self, error: &BroadcastError) -> usize {
+        match error {
+            BroadcastError::Socket(errors) => self.count_slow(errors),
+            _ => 0,
+        }
+    }
+}
+
+async fn run(sockets: Sockets, mut rx: mpsc::UnboundedReceiver<Queued>) {
     while let Some(queued) = rx.recv().await {
         match queued {
-            Queued::Deliver(delivery) => deliver(&io, delivery).await,
+            Queued::Deliver(delivery) => deliver(&sockets, delivery).await,
             Queued::Flush(done) => {
                 let _ = done.send(());
             }
@@ -125,10 +162,10 @@ async fn run(io: SocketIo, mut rx: mpsc::UnboundedReceiver<Queued>) {
     }
 }
 
-async fn deliver(io: &SocketIo, delivery: Delivery) {
+async fn deliver(sockets: &Sockets, delivery: Delivery) {
     // `io.of` rather than `io.to`: the namespace is gone once the server
     // closes, and the shorthand panics then.
-    let Some(ns) = io.of("/") else { return };
+    let Some(ns) = sockets.io.of("/") else { return };
     match delivery {
         Delivery::Join { sid, room } => {
             // Only a socket still in the namespace: socketioxide takes a
@@ -152,7 +189,11 @@ async fn deliver(io: &SocketIo, delivery: Delivery) {
             // refuses a socket whose first events arrived before socketioxide
             // marked it connected (the race is real under load).
             if let Err(e) = ns.to(sid.to_string()).emit(event, &payload).await {
-                tracing::warn!(%sid, event, error = %e, "could not emit to socket");
+                if sockets.broadcast_failed(&e) > 0 {
+                    tracing::info!(%sid, event, "slow client: unsent queue full, transport closed");
+                } else {
+                    tracing::debug!(%sid, event, error = %e, "could not emit to socket");
+                }
             }
         }
         Delivery::ToRoom {
@@ -165,17 +206,27 @@ async fn deliver(io: &SocketIo, delivery: Delivery) {
             // One broadcast to all the rooms: a socket in two of them (a
             // viewer that also watches the ticket) gets the message once.
             if let Err(e) = ns.to(rooms).except(except).emit(event, &payload).await {
-                tracing::warn!(event, error = %e, "broadcast failed for some sockets");
+                let slow = sockets.broadcast_failed(&e);
+                if slow > 0 {
+                    tracing::info!(event, slow, "slow clients: unsent queue full, transports closed");
+                } else {
+                    tracing::debug!(event, error = %e, "broadcast failed for some sockets");
+                }
             }
         }
         Delivery::Ack { ack, payload } => {
             if let Err(e) = ack.send(&payload) {
+                if let SendError::Socket(error) = &e {
+                    sockets.count_slow(std::slice::from_ref(error));
+                }
                 tracing::debug!(error = %e, "could not send ack");
             }
         }
         Delivery::Disconnect { sid } => {
-            if let Some(socket) = ns.get_socket(sid) {
-                let _ = socket.disconnect();
+            if let Some(socket) = ns.get_socket(sid)
+                && let Err(e) = socket.disconnect()
+            {
+                sockets.count_slow(std::slice::from_ref(&e));
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use switchboard::app::{self, Listeners};
+use switchboard::app::{self, Heartbeat, Listeners};
 use switchboard::config::Config;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -18,6 +18,11 @@ pub struct TestApp {
 
 /// Starts a node with the defaults plus `args` (flags, as on the command line).
 pub async fn spawn_app(args: &[&str]) -> TestApp {
+    spawn_app_with(args, Heartbeat::default()).await
+}
+
+/// [`spawn_app`] with another Engine.IO heartbeat (short, to test its timing).
+pub async fn spawn_app_with(args: &[&str], heartbeat: Heartbeat) -> TestApp {
     // The environment is left out: a developer's SWITCHBOARD_* variables must not change a test.
     let args = std::iter::once("switchboard").chain(args.iter().copied());
     let config = Config::from_args_and_env(args, |_| None).expect("valid config");
@@ -28,7 +33,7 @@ pub async fn spawn_app(args: &[&str]) -> TestApp {
     let public = listeners.public.local_addr().unwrap();
     let internal = listeners.internal.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(app::run(config, listeners, async move {
+    let task = tokio::spawn(app::run_with(config, listeners, heartbeat, async move {
         let _ = stopped.await;
     }));
     TestApp {

@@ -6,10 +6,12 @@
 mod container;
 mod demo;
 mod edge;
+mod heartbeat;
 mod helpers;
 mod realtime;
 mod recovery;
 mod sio;
+mod slow_clients;
 
 use std::time::{Duration, Instant};
 

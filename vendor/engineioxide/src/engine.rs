@@ -47,7 +47,7 @@ impl<H: EngineIoHandler> EngineIo<H> {
         supports_binary: bool,
     ) -> Arc<Socket<H::Data>> {
         let engine = self.clone();
-        let close_fn = Box::new(move |sid, reason| engine.close_session(sid, reason));
+        let close_fn = Arc::new(move |sid, reason| engine.close_session(sid, reason));
 
         let socket = Socket::new(
             protocol,

@@ -5,8 +5,15 @@
 //! the first block of 32 slots of a bounded channel up front, about 5 KB with
 //! [`PacketBuf`]s, for every session. This queue holds no memory while it is empty.
 //! It keeps the channel's behaviour: a bound on queued plus reserved packets,
-//! [`TrySendError::Full`] past it, [`TrySendError::Closed`] once closed, and the
-//! receiver still drains what was queued before the close.
+//! [`TrySendError::Closed`] once closed, and the receiver still drains what was
+//! queued before the close.
+//!
+//! Past the bound it does not keep the session with a hole in its stream: the
+//! packet that does not fit gets [`TrySendError::Full`], once, and the queue
+//! *overflows*: it is closed and emptied, so that the session's transport ends
+//! without writing what was left (see [`PacketQueue::overflowed`]). A client that
+//! reads too slowly is disconnected and reconnects; it never misses a message
+//! on a connection that stays open.
 //!
 //! There is one receiver at a time: the transport task holding the socket's
 //! `internal_rx` lock.
@@ -36,6 +43,9 @@ struct State {
     /// `PacketBuf` is 168 bytes, in every socket.
     volatile: Option<Box<PacketBuf>>,
     closed: bool,
+    /// Closed because a packet did not fit: what was queued is dropped with the
+    /// connection rather than written.
+    overflowed: bool,
     rx_waker: Option<Waker>,
 }
 
@@ -67,6 +77,7 @@ impl PacketQueue {
         if state.closed {
             Err(TrySendError::Closed(packets))
         } else if state.packets.len() + state.reserved >= self.capacity {
+            self.overflow(state);
             Err(TrySendError::Full(packets))
         } else {
             Self::push(state, packets);
@@ -79,6 +90,7 @@ impl PacketQueue {
         if state.closed {
             Err(TrySendError::Closed(()))
         } else if state.packets.len() + state.reserved >= self.capacity {
+            self.overflow(state);
             Err(TrySendError::Full(()))
         } else {
             state.reserved += 1;
@@ -86,8 +98,10 @@ impl PacketQueue {
         }
     }
 
-    /// Queues `packets` even when the queue is full: for the NOOP packet that ends
-    /// a pending polling request during an upgrade, which must not wait for room.
+    /// Queues `packets` even when the queue is full, without overflowing it: for the
+    /// NOOP packet that ends a pending polling request during an upgrade, which must
+    /// not wait for room, and for the engine's own small packets (ping, pong, close),
+    /// which must not close a session that the messages did not fill.
     /// `false` if the queue is closed.
     pub(crate) fn send_ignoring_bound(&self, packets: PacketBuf) -> bool {
         let state = self.state();
@@ -150,8 +164,25 @@ impl PacketQueue {
         self.closed.notify_waiters();
     }
 
+    /// A packet did not fit: closes the queue and drops what it held (the
+    /// memory of a client that stopped reading goes back at once).
+    fn overflow(&self, mut state: MutexGuard<'_, State>) {
+        state.overflowed = true;
+        state.closed = true;
+        let dropped = (std::mem::take(&mut state.packets), state.volatile.take());
+        Self::wake_rx(state);
+        drop(dropped);
+        self.closed.notify_waiters();
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.state().closed
+    }
+
+    /// Whether the queue was closed by a packet that did not fit: the transport
+    /// must end without writing more (its client is not reading).
+    pub(crate) fn overflowed(&self) -> bool {
+        self.state().overflowed
     }
 
     pub(crate) async fn closed(&self) {
@@ -220,14 +251,9 @@ mod tests {
 
     #[test]
     fn bound_counts_queued_and_reserved_packets() {
-        let queue = PacketQueue::new(2);
+        let queue = PacketQueue::new(3);
         let permit = queue.try_reserve().unwrap();
         queue.try_send(msg("a")).unwrap();
-        assert!(matches!(
-            queue.try_send(msg("b")),
-            Err(TrySendError::Full(_))
-        ));
-        assert!(matches!(queue.try_reserve(), Err(TrySendError::Full(()))));
         drop(permit);
         queue.try_send(msg("b")).unwrap();
         assert!(matches!(recv(&queue), Poll::Ready(Some(p)) if p == msg("a")));
@@ -237,6 +263,49 @@ mod tests {
         assert!(matches!(recv(&queue), Poll::Ready(Some(p)) if p == msg("c")));
         assert!(recv(&queue).is_pending());
         assert_eq!(queue.state().packets.capacity(), 0);
+        assert!(!queue.overflowed());
+    }
+
+    #[test]
+    fn a_packet_past_the_bound_overflows_the_queue_once() {
+        let queue = PacketQueue::new(2);
+        let permit = queue.try_reserve().unwrap();
+        queue.try_send(msg("a")).unwrap();
+        assert!(matches!(
+            queue.try_send(msg("b")),
+            Err(TrySendError::Full(_))
+        ));
+        assert!(queue.overflowed());
+        assert!(queue.is_closed());
+        // Later packets find it closed: the overflow is reported once.
+        assert!(matches!(queue.try_reserve(), Err(TrySendError::Closed(()))));
+        assert!(matches!(
+            queue.try_send(msg("c")),
+            Err(TrySendError::Closed(_))
+        ));
+        permit.send(msg("d"));
+        // What was queued is dropped, not written.
+        assert!(matches!(recv(&queue), Poll::Ready(None)));
+        assert_eq!(queue.state().packets.capacity(), 0);
+    }
+
+    #[test]
+    fn a_reservation_past_the_bound_overflows_the_queue() {
+        let queue = PacketQueue::new(1);
+        queue.try_send(msg("a")).unwrap();
+        assert!(matches!(queue.try_reserve(), Err(TrySendError::Full(()))));
+        assert!(queue.overflowed());
+        assert!(matches!(recv(&queue), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn engine_packets_go_past_the_bound_without_overflowing() {
+        let queue = PacketQueue::new(1);
+        queue.try_send(msg("a")).unwrap();
+        assert!(queue.send_ignoring_bound(msg("ping")));
+        assert!(!queue.overflowed());
+        assert!(matches!(recv(&queue), Poll::Ready(Some(p)) if p == msg("a")));
+        assert!(matches!(recv(&queue), Poll::Ready(Some(p)) if p == msg("ping")));
     }
 
     #[test]

@@ -210,8 +210,9 @@ where
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
 
-    /// Function to call when the socket is closed
-    close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
+    /// Function to call when the socket is closed. Shared, so that a close can be
+    /// deferred to a task (see [`Socket::close_overflowed`]).
+    close_fn: Arc<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
     /// User data bound to the socket
     pub data: D,
 
@@ -231,7 +232,7 @@ where
         transport: TransportType,
         config: &EngineIoConfig,
         req_parts: Parts,
-        close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
+        close_fn: Arc<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         supports_binary: bool,
     ) -> Self {
         Self {
@@ -263,10 +264,34 @@ where
         self.queue
             .try_send(smallvec![packet])
             .map_err(|p| match p {
-                TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
+                TrySendError::Full(mut p) => {
+                    self.close_overflowed();
+                    TrySendError::Full(p.pop().unwrap())
+                }
                 TrySendError::Closed(mut p) => TrySendError::Closed(p.pop().unwrap()),
             })?;
         Ok(())
+    }
+
+    /// Queues one of the engine's own packets (ping, pong, close, noop) even past
+    /// `max_buffer_size`: they are small, and must not close a session that the
+    /// messages did not fill. `false` once the socket is closed.
+    pub(crate) fn send_engine_packet(&self, packet: Packet) -> bool {
+        self.queue.send_ignoring_bound(smallvec![packet])
+    }
+
+    /// The queue overflowed (`max_buffer_size` packets were waiting and one more
+    /// came): the client does not read fast enough. Its session is closed with
+    /// [`DisconnectReason::TransportError`], the transport ends without writing
+    /// what was queued, and the client reconnects.
+    ///
+    /// Deferred to a task: the packet that overflowed may come from a broadcast,
+    /// whose caller holds locks (socketioxide's namespace) that closing takes too.
+    fn close_overflowed(&self) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(sid = ?self.id, "send queue overflowed, closing the session");
+        let (close, sid) = (self.close_fn.clone(), self.id);
+        tokio::spawn(async move { close(sid, DisconnectReason::TransportError) });
     }
     pub(crate) fn is_upgrading(&self) -> bool {
         self.upgrading.load(Ordering::Relaxed)
@@ -320,30 +345,34 @@ where
         self.heartbeat_job_v4(interval, timeout).await
     }
 
-    /// Heartbeat is sent every `interval` milliseconds and the client is expected to respond within `timeout` milliseconds.
+    /// A ping is sent `interval` after the handshake, then `interval` after each pong,
+    /// and the client is expected to respond within `timeout`, as socket.io's
+    /// engine.io does.
     ///
-    /// If the client does not respond within the timeout, the connection is closed.
+    /// If the client does not respond within the timeout, the connection is closed:
+    /// a session that is never polled again lives `interval + timeout`. (0.17.9 sent
+    /// the first ping at once, so such a session died after `timeout`.)
     async fn heartbeat_job_v4(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
 
-        let mut interval_tick = tokio::time::interval(interval);
-        interval_tick.tick().await;
-        // Some clients send the pong packet in first. If that happens, we should consume it.
-        self.heartbeat.notified().now_or_never();
         loop {
+            // A sleep rather than a `tokio::time::Interval`, which boxes its timer:
+            // one allocation less per session.
+            tokio::time::sleep(interval).await;
             // If we are currently upgrading we should pause the heartbeat process
             if self.is_upgrading() {
-                interval_tick.tick().await;
                 continue;
             }
+            // A pong sent before its ping answers nothing.
+            self.heartbeat.notified().now_or_never();
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "emitting ping");
 
-            self.queue
-                .try_send(smallvec![Packet::Ping])
-                .map_err(|_| Error::HeartbeatTimeout)?;
+            if !self.send_engine_packet(Packet::Ping) {
+                return Err(Error::HeartbeatTimeout);
+            }
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "waiting for pong");
@@ -354,8 +383,6 @@ where
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "pong received");
-
-            interval_tick.tick().await;
         }
     }
 
@@ -371,9 +398,9 @@ where
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "ping received, sending pong");
-            self.queue
-                .try_send(smallvec![Packet::Pong])
-                .map_err(|_| Error::HeartbeatTimeout)?;
+            if !self.send_engine_packet(Packet::Pong) {
+                return Err(Error::HeartbeatTimeout);
+            }
         }
     }
 
@@ -402,12 +429,19 @@ where
     /// Reserve `n` permits to emit multiple messages and ensure that there is enough
     /// space in the internal chan.
     ///
-    /// If the internal chan is full, the function will return a [`TrySendError::Full`] error.
+    /// If the internal chan is full, the function will return a [`TrySendError::Full`] error,
+    /// once: the session is then closed (see [`Socket::close_overflowed`]).
     /// If the socket is closed, the function will return a [`TrySendError::Closed`] error.
     #[inline]
     pub fn reserve(&self) -> Result<Permit<'_>, TrySendError<()>> {
-        let permit = self.queue.try_reserve()?;
-        Ok(Permit { inner: permit })
+        match self.queue.try_reserve() {
+            Ok(permit) => Ok(Permit { inner: permit }),
+            Err(TrySendError::Full(())) => {
+                self.close_overflowed();
+                Err(TrySendError::Full(()))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Emits a message to the client.
@@ -429,7 +463,7 @@ where
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self)))]
     pub fn close(&self, reason: DisconnectReason) {
         // Try to send a close packet is the connection is still operational.
-        self.send(Packet::Close).ok();
+        self.send_engine_packet(Packet::Close);
 
         (self.close_fn)(self.id, reason);
     }
@@ -580,7 +614,7 @@ where
 
             heartbeat: Notify::new(),
             cancellation_token: CancellationToken::new(),
-            close_fn,
+            close_fn: Arc::from(close_fn),
 
             data: D::default(),
             req_parts: http::Request::<()>::default().into_parts().0,

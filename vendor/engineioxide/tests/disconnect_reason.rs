@@ -131,28 +131,44 @@ pub async fn polling_server_closing_pending_poll() {
 pub async fn polling_heartbeat_timeout() {
     let (disconnect_tx, mut rx) = mpsc::channel(10);
     let mut svc = create_server(MyHandler { disconnect_tx }).await;
+    let started = tokio::time::Instant::now();
     create_polling_connection(&mut svc).await;
 
-    let data = tokio::time::timeout(Duration::from_millis(500), rx.recv())
+    // Patched: the first ping `ping_interval` (300 ms) after the handshake, then
+    // `ping_timeout` (200 ms) for the pong, as socket.io; 0.17.9 closed after 200 ms.
+    let data = tokio::time::timeout(Duration::from_millis(1000), rx.recv())
         .await
         .expect("timeout waiting for DisconnectReason::HeartbeatTimeout")
         .unwrap();
 
     assert_eq!(data, DisconnectReason::HeartbeatTimeout);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 pub async fn ws_heartbeat_timeout() {
     let (disconnect_tx, mut rx) = mpsc::channel(10);
     let mut svc = create_server(MyHandler { disconnect_tx }).await;
+    let started = tokio::time::Instant::now();
     let _stream = create_ws_connection(&mut svc).await;
 
-    let data = tokio::time::timeout(Duration::from_millis(500), rx.recv())
+    // Patched: the first ping `ping_interval` (300 ms) after the handshake, then
+    // `ping_timeout` (200 ms) for the pong, as socket.io; 0.17.9 closed after 200 ms.
+    let data = tokio::time::timeout(Duration::from_millis(1000), rx.recv())
         .await
         .expect("timeout waiting for DisconnectReason::HeartbeatTimeout")
         .unwrap();
 
     assert_eq!(data, DisconnectReason::HeartbeatTimeout);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -194,21 +210,9 @@ pub async fn ws_upgrade_abandoned_parked_heartbeat_timeout() {
         .build();
     let mut svc = EngineIoService::with_config(Arc::new(MyHandler { disconnect_tx }), config);
 
+    // The heartbeat parks until the first ping, `ping_interval` after the handshake
+    // (patched: 0.17.9 sent it at once, and the test drained it and sent the pong).
     let sid = create_polling_connection(&mut svc).await;
-    send_req(
-        &mut svc,
-        format!("transport=polling&sid={sid}"),
-        http::Method::GET,
-        None,
-    )
-    .await; // drain the first ping; the heartbeat is now waiting for the pong.
-    send_req(
-        &mut svc,
-        format!("transport=polling&sid={sid}"),
-        http::Method::POST,
-        Some("3".into()),
-    )
-    .await; // pong — the heartbeat consumes it and parks between pings.
     let _stream = create_ws_upgrade_connection(&mut svc, sid.parse().unwrap()).await;
 
     let data = tokio::time::timeout(Duration::from_secs(1), rx.recv())

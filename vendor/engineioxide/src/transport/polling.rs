@@ -181,7 +181,7 @@ where
             Ok(Packet::Close) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!(%sid, "received close packet, closing session");
-                socket.send(Packet::Noop).ok(); // if the send fails, let's forcefully close the socket
+                socket.send_engine_packet(Packet::Noop); // if the send fails, let's forcefully close the socket
                 engine.close_session(sid, DisconnectReason::TransportClose);
                 break;
             }

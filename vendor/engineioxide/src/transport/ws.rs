@@ -205,6 +205,14 @@ where
         let mut write = Write::Idle;
 
         poll_fn(|cx| {
+            // The client stopped reading and its queue overflowed: end the connection
+            // now, without the flush and the close frame it would not read either
+            // (the cancellation that follows the overflow wakes this task).
+            if socket.queue.overflowed() {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = %socket.id, "send queue overflowed, dropping the websocket");
+                return Poll::Ready(());
+            }
             // Like the former reader and heartbeat tasks, stop at once when the session is closed.
             if reading && !socket.cancellation_token.is_cancelled() {
                 reading = poll_read(&engine, &socket, &mut ws, cx).is_pending();
@@ -543,7 +551,7 @@ mod tests {
             TransportType::Websocket,
             &EngineIoConfig::default(),
             Request::<()>::default().into_parts().0,
-            Box::new(|_, _| ()),
+            Arc::new(|_, _| ()),
             false,
         ))
     }
