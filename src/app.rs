@@ -4,13 +4,13 @@
 use std::future::Future;
 use std::io;
 
-use socketioxide::SocketIo;
+use socketioxide::{ParserConfig, SocketIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::CONNECT_TIMEOUT;
 use crate::cluster::{self, ClusterLink};
-use crate::config::Config;
+use crate::config::{Config, PacketParser};
 use crate::delivery::Outbox;
 use crate::hub::Hub;
 use crate::{background, http_server, internal_api, public, realtime};
@@ -63,13 +63,19 @@ fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
 /// Serves until `shutdown` resolves, then stops gracefully within
 /// `shutdown_timeout`.
 pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-    let (socketio_layer, io) = SocketIo::builder()
+    let builder = SocketIo::builder()
         .max_payload(config.max_payload)
         .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
         .max_buffer_size(SOCKET_BUFFER)
         .ws_read_buffer_size(WS_READ_CHUNK)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .build_layer();
+        .connect_timeout(CONNECT_TIMEOUT);
+    let builder = match config.parser {
+        PacketParser::Default => builder.with_parser(ParserConfig::common()),
+        PacketParser::Msgpack => builder.with_parser(ParserConfig::msgpack()),
+    };
+    // Engine.IO v3 is compiled in (socketioxide's `v4` feature) and turned
+    // away at the door unless `allow_eio3` (`public::refuse_eio3`).
+    let (socketio_layer, io) = builder.build_layer();
     let (outbox, delivery_task) = Outbox::start(io.clone());
     let node_id = node_id();
     let (cluster, cluster_start) = match &config.redis_url {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
+use socketioxide::{ProtocolVersion, SocketIo};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessageParts, MessageHandler};
@@ -46,7 +46,7 @@ pub fn attach(io: &SocketIo, hub: Hub, outbox: Outbox) {
         async move {
             let token = match &hub.config().auth_mode {
                 AuthMode::None => None,
-                AuthMode::Jwt(verifier) => match verifier.verify_handshake(auth.as_ref().ok()) {
+                AuthMode::Jwt(verifier) => match verifier.verify_handshake(auth.as_ref().ok(), legacy_query_token(&socket).as_deref()) {
                     Ok(identity) => Some(identity),
                     Err(e) => {
                         tracing::debug!(sid = %socket.id, reason = %e.0, "handshake refused");
@@ -82,6 +82,19 @@ pub fn attach(io: &SocketIo, hub: Hub, outbox: Outbox) {
         }
     };
     io.ns("/", on_connect.with(prepare));
+}
+
+/// The handshake's `token` query parameter, for socket.io-client 2.x
+/// (Socket.IO protocol v4), which has no `auth`. Not read for newer
+/// clients: they have `auth`, and a token in a URL ends up in access logs.
+fn legacy_query_token(socket: &SocketRef) -> Option<String> {
+    if socket.protocol() != ProtocolVersion::V4 {
+        return None;
+    }
+    let query = socket.req_parts().uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_owned())
 }
 
 /// Receives every client event, synchronously and in arrival order (the
