@@ -50,6 +50,8 @@ const KNOWN_KEYS = new Set([
   'events_per_second', 'log_format',
   // v2 (section 4.1, 4.2); the peer implements v1 and ignores them.
   'history_size', 'history_ttl', 'client_queue_max',
+  // v2 (section 1): client generations.
+  'allow_eio3', 'parser',
 ]);
 
 // The peer's environment variable for each contract key it understands.
