@@ -109,7 +109,7 @@ describe('client generations (contract section 1)', { skip: SKIP }, () => {
   });
 
   describe('allow_eio3 = true, default parser: every socket.io-client generation', () => {
-    const server = h.serverForDescribe({ allow_eio3: true });
+    const server = h.serverForDescribe({ allow_eio3: true, parser: 'default' });
     for (const generation of Object.keys(GENERATIONS)) {
       for (const transport of Object.keys(TRANSPORTS)) {
         it(`${generation} over ${transport}: the contract's events, acks, errors, timeline, binary`, () =>
@@ -136,7 +136,7 @@ describe('client generations (contract section 1)', { skip: SKIP }, () => {
   });
 
   describe('python-socketio client', () => {
-    const server = h.serverForDescribe({});
+    const server = h.serverForDescribe({ parser: 'default' });
     before(() => {
       if (!fs.existsSync(PYTHON)) {
         throw new Error(`no Python with python-socketio at ${PYTHON}: run scripts/test (it creates tests/python/.venv), or set PYTHON_SOCKETIO_PYTHON`);
@@ -153,7 +153,7 @@ describe('client generations (contract section 1)', { skip: SKIP }, () => {
   });
 
   describe('allow_eio3 = false (the default): 2.x is refused, newer clients are not', () => {
-    const server = h.serverForDescribe({});
+    const server = h.serverForDescribe({ parser: 'default', allow_eio3: false });
     it('an Engine.IO v3 request gets 400 {"code":5,"message":"Unsupported protocol version"} (a number, as engine.io)', async () => {
       for (const transport of ['polling', 'websocket']) {
         const res = await h.http('GET', `${server.url}/socket.io/?EIO=3&transport=${transport}`);
@@ -186,7 +186,7 @@ describe('client generations (contract section 1)', { skip: SKIP }, () => {
 
   describe('socket.io-client 2.x with auth_mode = jwt: the token as the query parameter `token`', () => {
     const SECRET = 'generations-secret';
-    const server = h.serverForDescribe({ allow_eio3: true, auth_mode: 'jwt', jwt_secret: SECRET });
+    const server = h.serverForDescribe({ allow_eio3: true, parser: 'default', auth_mode: 'jwt', jwt_secret: SECRET });
     for (const transport of Object.keys(TRANSPORTS)) {
       it(`over ${transport}: connects as the token's sub; a bad token is refused`, () =>
         cell('2.x, jwt in query', transport, async () => {
@@ -216,7 +216,7 @@ describe('client generations (contract section 1)', { skip: SKIP }, () => {
     let nodes = [];
     before(async () => {
       redis = await startRedis();
-      nodes = await h.startNodes(2, { allow_eio3: true, redis_url: redis.url });
+      nodes = await h.startNodes(2, { allow_eio3: true, parser: 'default', redis_url: redis.url });
       await h.waitCluster(nodes, 2);
     });
     after(async () => {
