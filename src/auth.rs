@@ -103,7 +103,11 @@ impl JwtVerifier {
     /// Reads `{ token }` from the handshake's `auth`, else takes
     /// `query_token` (the handshake query's `token`, which only
     /// socket.io-client 2.x may use), and verifies it.
-    pub fn verify_handshake(&self, auth: Option<&Value>, query_token: Option<&str>) -> Result<TokenIdentity, Unauthorized> {
+    pub fn verify_handshake(
+        &self,
+        auth: Option<&Value>,
+        query_token: Option<&str>,
+    ) -> Result<TokenIdentity, Unauthorized> {
         let token = auth
             .and_then(|a| a.get("token"))
             .and_then(Value::as_str)
@@ -233,7 +237,9 @@ mod tests {
         assert_eq!(from_query.agent.as_str(), "7");
         // `auth` wins over the query.
         let other = token(json!({ "sub": "8" }));
-        let both = v.verify_handshake(Some(&json!({ "token": other })), Some(&good)).unwrap();
+        let both = v
+            .verify_handshake(Some(&json!({ "token": other })), Some(&good))
+            .unwrap();
         assert_eq!(both.agent.as_str(), "8");
         assert!(v.verify_handshake(None, Some("not.a.token")).is_err());
     }
