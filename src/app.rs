@@ -5,13 +5,13 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use socketioxide::SocketIo;
+use socketioxide::{ParserConfig, SocketIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::CONNECT_TIMEOUT;
 use crate::cluster::{self, ClusterLink};
-use crate::config::Config;
+use crate::config::{Config, PacketParser};
 use crate::delivery::Outbox;
 use crate::demo::Console;
 use crate::hub::Hub;
@@ -92,7 +92,7 @@ pub async fn run_with(
 ) -> io::Result<()> {
     // First: a console that cannot be served stops the start-up, naming its key.
     let console = config.demo.then(Console::load).transpose().map_err(io::Error::other)?;
-    let (socketio_layer, io) = SocketIo::builder()
+    let builder = SocketIo::builder()
         .ping_interval(heartbeat.ping_interval)
         .ping_timeout(heartbeat.ping_timeout)
         .max_payload(config.max_payload)
@@ -104,8 +104,14 @@ pub async fn run_with(
         // events) to a polling client between two polls.
         .max_buffer_size(config.client_queue_max)
         .ws_read_buffer_size(WS_READ_CHUNK)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .build_layer();
+        .connect_timeout(CONNECT_TIMEOUT);
+    let builder = match config.parser {
+        PacketParser::Default => builder.with_parser(ParserConfig::common()),
+        PacketParser::Msgpack => builder.with_parser(ParserConfig::msgpack()),
+    };
+    // Engine.IO v3 is compiled in (socketioxide's `v4` feature) and turned
+    // away at the door unless `allow_eio3` (`public::refuse_eio3`).
+    let (socketio_layer, io) = builder.build_layer();
     let metrics = Metrics::new();
     let (outbox, delivery_task) = Outbox::start(io.clone(), metrics.slow_client_disconnects.clone());
     let node_id = node_id();

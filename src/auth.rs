@@ -100,11 +100,18 @@ impl JwtVerifier {
         })
     }
 
-    /// Reads `{ token }` from the handshake's `auth` and verifies it.
-    pub fn verify_handshake(&self, auth: Option<&Value>) -> Result<TokenIdentity, Unauthorized> {
+    /// Reads `{ token }` from the handshake's `auth`, else takes
+    /// `query_token` (the handshake query's `token`, which only
+    /// socket.io-client 2.x may use), and verifies it.
+    pub fn verify_handshake(
+        &self,
+        auth: Option<&Value>,
+        query_token: Option<&str>,
+    ) -> Result<TokenIdentity, Unauthorized> {
         let token = auth
             .and_then(|a| a.get("token"))
             .and_then(Value::as_str)
+            .or(query_token)
             .ok_or_else(|| Unauthorized("no auth.token in the handshake".into()))?;
         self.verify(token)
     }
@@ -218,8 +225,23 @@ mod tests {
             "wrong secret"
         );
         assert!(v.verify("not.a.token").is_err());
-        assert!(v.verify_handshake(None).is_err());
-        assert!(v.verify_handshake(Some(&json!({ "token": 5 }))).is_err());
+        assert!(v.verify_handshake(None, None).is_err());
+        assert!(v.verify_handshake(Some(&json!({ "token": 5 })), None).is_err());
+    }
+
+    #[test]
+    fn a_query_token_counts_when_auth_has_none() {
+        let v = JwtVerifier::hs256(b"s3cret");
+        let good = token(json!({ "sub": "7" }));
+        let from_query = v.verify_handshake(None, Some(&good)).unwrap();
+        assert_eq!(from_query.agent.as_str(), "7");
+        // `auth` wins over the query.
+        let other = token(json!({ "sub": "8" }));
+        let both = v
+            .verify_handshake(Some(&json!({ "token": other })), Some(&good))
+            .unwrap();
+        assert_eq!(both.agent.as_str(), "8");
+        assert!(v.verify_handshake(None, Some("not.a.token")).is_err());
     }
 
     #[test]

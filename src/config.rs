@@ -228,9 +228,39 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_EVENTS_PER_SECOND", default_value = "50")]
     pub events_per_second: u32,
 
+    /// Also accept socket.io-client 2.x (Engine.IO v3, Socket.IO protocol v4), as socket.io's allowEIO3 (v2)
+    #[arg(long, env = "SWITCHBOARD_ALLOW_EIO3", default_value = "false", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_eio3: bool,
+
+    /// Socket.IO packet encoding, default (JSON) or msgpack (socket.io-msgpack-parser); every client must use it (v2)
+    #[arg(long, env = "SWITCHBOARD_PARSER", default_value = "default")]
+    pub parser: PacketParser,
+
     /// Log format, text or json; the level comes from RUST_LOG
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// How Socket.IO packets are encoded (the `parser` key, contract §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PacketParser {
+    /// socket.io's default parser: JSON text, binary as attachments.
+    Default,
+    /// `socket.io-msgpack-parser`: each packet one MessagePack message.
+    Msgpack,
+}
+
+impl FromStr for PacketParser {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "default" => Ok(PacketParser::Default),
+            "msgpack" => Ok(PacketParser::Msgpack),
+            _ => Err("expected default or msgpack".into()),
+        }
+    }
 }
 
 /// A duration written like `500ms`, `10s` or `5m`; zero is refused.
@@ -611,6 +641,8 @@ mod tests {
         assert_eq!(c.cors_origins, None);
         assert_eq!(c.log_format, LogFormat::Text);
         assert!(matches!(c.auth_mode, AuthMode::None));
+        assert!(!c.allow_eio3);
+        assert_eq!(c.parser, PacketParser::Default);
     }
 
     #[test]
@@ -627,6 +659,9 @@ mod tests {
         assert_eq!(c.typing_timeout, Duration::from_millis(500));
         assert_eq!(c.entity_types.unwrap().len(), 2);
         assert_eq!(c.events_per_second, 0);
+        let c = load(&["--allow-eio3", "true", "--parser", "msgpack"]).unwrap();
+        assert!(c.allow_eio3);
+        assert_eq!(c.parser, PacketParser::Msgpack);
     }
 
     #[test]
@@ -646,6 +681,8 @@ mod tests {
         assert_eq!(refused(&["--entity-types", "Contact"]), "entity_types");
         assert_eq!(refused(&["--cors-origins", "example.com"]), "cors_origins");
         assert_eq!(refused(&["--auth-mode", "magic"]), "auth_mode");
+        assert_eq!(refused(&["--parser", "json"]), "parser");
+        assert_eq!(refused(&["--allow-eio3", "maybe"]), "allow_eio3");
         assert_eq!(refused(&["--redis-url", "nonsense"]), "redis_url");
         assert_eq!(refused(&["--no-such-key", "1"]), "command line");
         let e = load_with_env(&[], &[("SWITCHBOARD_TYPING_TIMEOUT", "banana")]).unwrap_err();

@@ -42,7 +42,9 @@ pub fn router(
         .fallback_service(socketio.layer(plain))
         .layer(middleware::map_request(detach_head))
         // Inside CORS, so that a browser sees the 503 and not a CORS error.
-        .layer(middleware::from_fn_with_state(hub, limit_connections));
+        .layer(middleware::from_fn_with_state(hub.clone(), limit_connections))
+        // Outside the limit: a refused protocol takes no place.
+        .layer(middleware::from_fn_with_state(hub.config().allow_eio3, refuse_eio3));
     match cors_origins {
         None => routes.layer(
             CorsLayer::new()
@@ -76,6 +78,39 @@ async fn refuse_foreign_origin(State(origins): State<Arc<Vec<String>>>, request:
     next.run(request).await
 }
 
+/// Without `allow_eio3`, every Engine.IO v3 request (socket.io-client 2.x)
+/// gets what socket.io answers when `allowEIO3` is off: 400
+/// `{"code":5,"message":"Unsupported protocol version"}`. engineioxide, built
+/// with v3 support, has no switch of its own for it.
+async fn refuse_eio3(State(allow_eio3): State<bool>, request: Request, next: Next) -> Response {
+    if !allow_eio3 && under_socket_io_path(request.uri()) && engine_io_version(request.uri()) == Some("3") {
+        return unsupported_protocol_version();
+    }
+    next.run(request).await
+}
+
+/// The `EIO` query parameter: the Engine.IO protocol version the client speaks.
+fn engine_io_version(uri: &Uri) -> Option<&str> {
+    uri.query()?.split('&').find_map(|pair| pair.strip_prefix("EIO="))
+}
+
+/// Engine.IO's error body for code 5, as engine.io and engineioxide send it.
+fn unsupported_protocol_version() -> Response {
+    let body = r#"{"code":5,"message":"Unsupported protocol version"}"#;
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+fn under_socket_io_path(uri: &Uri) -> bool {
+    uri.path()
+        .strip_prefix(SOCKET_IO_PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// An Engine.IO handshake (a GET without `sid`) gets 503 `OVER_CAPACITY`
 /// while the node holds `max_connections`; socket.io-client then retries
 /// with its reconnection backoff. A handshake let in that opens no session
@@ -104,11 +139,7 @@ fn is_handshake(request: &Request) -> bool {
     let has_sid = uri
         .query()
         .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("sid=")));
-    let under_path = uri
-        .path()
-        .strip_prefix(SOCKET_IO_PATH)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-    request.method() == Method::GET && under_path && !has_sid
+    request.method() == Method::GET && under_socket_io_path(uri) && !has_sid
 }
 
 /// Copies the request's URI, and the one header engineioxide reads, out of
@@ -170,5 +201,14 @@ mod tests {
         )));
         assert!(!is_handshake(&request(Method::GET, "/socket.iox/?EIO=4")));
         assert!(!is_handshake(&request(Method::GET, "/health")));
+    }
+
+    #[test]
+    fn the_engine_io_version_is_the_eio_parameter() {
+        let version = |uri: &str| engine_io_version(&uri.parse().unwrap()).map(str::to_owned);
+        assert_eq!(version("/socket.io/?EIO=3&transport=polling").as_deref(), Some("3"));
+        assert_eq!(version("/socket.io/?transport=websocket&EIO=4").as_deref(), Some("4"));
+        assert_eq!(version("/socket.io/?transport=websocket"), None);
+        assert_eq!(version("/socket.io/"), None);
     }
 }

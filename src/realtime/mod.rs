@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessageParts, MessageHandler};
 use socketioxide::socket::{DisconnectReason, Sid, Socket};
+use socketioxide::{ProtocolVersion, SocketIo};
 
 use crate::auth::{TokenIdentity, Unauthorized};
 use crate::config::AuthMode;
@@ -47,15 +47,17 @@ pub fn attach(io: &SocketIo, hub: Hub, outbox: Outbox) {
         async move {
             let token = match &hub.config().auth_mode {
                 AuthMode::None => None,
-                AuthMode::Jwt(verifier) => match verifier.verify_handshake(auth.as_ref().ok()) {
-                    Ok(identity) => Some(identity),
-                    Err(e) => {
-                        tracing::debug!(sid = %socket.id, reason = %e.0, "handshake refused");
-                        hub.metrics().client_event("connect", "UNAUTHORIZED");
-                        hub.handshake_failed();
-                        return Err(e);
+                AuthMode::Jwt(verifier) => {
+                    match verifier.verify_handshake(auth.as_ref().ok(), legacy_query_token(&socket).as_deref()) {
+                        Ok(identity) => Some(identity),
+                        Err(e) => {
+                            tracing::debug!(sid = %socket.id, reason = %e.0, "handshake refused");
+                            hub.metrics().client_event("connect", "UNAUTHORIZED");
+                            hub.handshake_failed();
+                            return Err(e);
+                        }
                     }
-                },
+                }
             };
             let token_expiry = token.as_ref().and_then(|t| t.expires_at);
             let bucket = TokenBucket::new(hub.config().events_per_second, Instant::now());
@@ -83,6 +85,19 @@ pub fn attach(io: &SocketIo, hub: Hub, outbox: Outbox) {
         }
     };
     io.ns("/", on_connect.with(prepare));
+}
+
+/// The handshake's `token` query parameter, for socket.io-client 2.x
+/// (Socket.IO protocol v4), which has no `auth`. Not read for newer
+/// clients: they have `auth`, and a token in a URL ends up in access logs.
+fn legacy_query_token(socket: &SocketRef) -> Option<String> {
+    if socket.protocol() != ProtocolVersion::V4 {
+        return None;
+    }
+    let query = socket.req_parts().uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_owned())
 }
 
 /// Receives every client event, synchronously and in arrival order (the

@@ -141,3 +141,37 @@ async fn shutdown_returns_within_the_bound() {
     app.shutdown().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn engine_io_v3_is_served_only_with_allow_eio3() {
+    let polling = |app: &helpers::TestApp, eio: u8| {
+        let url = app.public_url(&format!("/socket.io/?EIO={eio}&transport=polling"));
+        let http = app.http.clone();
+        async move {
+            let res = http.get(url).send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    let refused = json!({ "code": 5, "message": "Unsupported protocol version" });
+
+    let app = spawn_app(&[]).await;
+    let (status, body) = polling(&app, 3).await;
+    assert_eq!(status, 400);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), refused, "a numeric code, as engine.io");
+    let (status, body) = polling(&app, 4).await;
+    assert_eq!((status, &body[..7]), (200, r#"0{"sid""#));
+    app.shutdown().await.unwrap();
+
+    let app = spawn_app(&["--allow-eio3", "true"]).await;
+    let (status, body) = polling(&app, 3).await;
+    // Engine.IO v3 polling frames each packet as `<length>:<packet>`.
+    assert_eq!(status, 200, "{body}");
+    let (_, open) = body.split_once(':').expect("a v3 payload");
+    assert!(open.starts_with(r#"0{"sid""#), "{body}");
+    let (status, body) = polling(&app, 4).await;
+    assert_eq!((status, &body[..7]), (200, r#"0{"sid""#));
+    // Versions engineioxide does not know are still refused.
+    let (status, body) = polling(&app, 2).await;
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()), (400, refused));
+    app.shutdown().await.unwrap();
+}

@@ -14,7 +14,18 @@ const path = require('node:path');
 const fs = require('node:fs');
 const assert = require('node:assert/strict');
 const { before, after } = require('node:test');
-const { io } = require('socket.io-client');
+// E2E_CLIENT=v2 runs the whole suite with socket.io-client 2.x (through
+// legacy-client.js) against servers with `allow_eio3 = true`.
+const E2E_CLIENT = process.env.E2E_CLIENT || 'v4';
+if (!['v2', 'v4'].includes(E2E_CLIENT)) throw new Error(`E2E_CLIENT: expected v2 or v4, got ${E2E_CLIENT}`);
+const { io } = E2E_CLIENT === 'v2' ? require('./legacy-client') : require('socket.io-client');
+
+// E2E_PARSER=msgpack runs the whole suite through socket.io-msgpack-parser:
+// every Rust server gets `parser = "msgpack"` (unless a test sets it) and
+// every client of connect() the msgpack parser.
+const E2E_PARSER = process.env.E2E_PARSER || 'default';
+if (!['default', 'msgpack'].includes(E2E_PARSER)) throw new Error(`E2E_PARSER: expected default or msgpack, got ${E2E_PARSER}`);
+const CLIENT_PARSER = E2E_PARSER === 'msgpack' ? { parser: require('socket.io-msgpack-parser') } : {};
 
 const TARGET = process.env.TARGET || 'rust';
 if (TARGET !== 'rust' && TARGET !== 'peer') throw new Error(`TARGET must be "rust" or "peer", not "${TARGET}"`);
@@ -52,6 +63,8 @@ const KNOWN_KEYS = new Set([
   'history_size', 'history_ttl', 'client_queue_max', 'idle_after', 'max_watched_tickets',
   // v2 (section 6): the agent console.
   'demo',
+  // v2 (section 1): client generations.
+  'allow_eio3', 'parser',
 ]);
 
 // The peer's environment variable for each contract key it understands.
@@ -430,6 +443,8 @@ async function startPeer(config, opts) {
  * Returns { url, internalUrl, port, internalPort, proc, stop(), stderr(), stdout(), exited }.
  */
 async function startServer(config = {}, opts = {}) {
+  if (isRust && E2E_PARSER !== 'default' && config.parser === undefined) config = { ...config, parser: E2E_PARSER };
+  if (isRust && E2E_CLIENT === 'v2' && config.allow_eio3 === undefined) config = { ...config, allow_eio3: true };
   const { p, url, internalUrl, port, internalPort } = isPeer ? await startPeer(config, opts) : await startRust(config, opts);
   let stopped = null;
   return {
@@ -507,7 +522,7 @@ function attachRecorder(socket) {
  */
 function connect(url, opts = {}) {
   const { timeout = 5000, ...rest } = opts;
-  const socket = io(url, { forceNew: true, reconnection: false, timeout, ...rest });
+  const socket = io(url, { forceNew: true, reconnection: false, timeout, ...CLIENT_PARSER, ...rest });
   attachRecorder(socket);
   openSockets.add(socket);
   return new Promise((resolve, reject) => {

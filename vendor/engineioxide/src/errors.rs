@@ -58,11 +58,11 @@ impl<B> From<Error> for Response<ResponseBody<B>> {
                 .unwrap(),
 
             Error::UnknownSessionID(_) => {
-                conn_err_resp("{\"code\":\"1\",\"message\":\"Session ID unknown\"}")
+                conn_err_resp("{\"code\":1,\"message\":\"Session ID unknown\"}")
             }
 
             Error::TransportMismatch => {
-                conn_err_resp("{\"code\":\"3\",\"message\":\"Bad request\"}")
+                conn_err_resp("{\"code\":3,\"message\":\"Bad request\"}")
             }
 
             _e => {
