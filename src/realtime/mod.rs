@@ -129,7 +129,7 @@ impl MessageHandler<LocalAdapter, Routed> for EventRouter {
         self.handle(ClientEvent {
             sid: s.id,
             name: &name,
-            payload: payload.ok().map(|p| p.0),
+            payload: payload::event_payload(payload, &v),
             allowed,
             token: session.as_ref().and_then(|s| s.token.as_ref()),
             ack: ack_id.map(|_| ack),
