@@ -84,8 +84,8 @@ async fn a_node_that_says_bye_is_forgotten_with_its_sockets() {
 async fn a_snapshot_replaces_what_was_known_of_its_sender() {
     let (mut a, b) = (node("a"), node("b"));
     let (kept, gone) = (Sid::new(), Sid::new());
-    a.hub.socket_connected(kept, None);
-    a.hub.socket_connected(gone, None);
+    a.hub.socket_connected(kept, None, || true);
+    a.hub.socket_connected(gone, None, || true);
     a.hub.apply_local(view(kept, "1", "7", "Ada")).unwrap();
     a.hub.apply_local(view(gone, "2", "9", "Cy")).unwrap();
     relay(&mut a, &b).await;
