@@ -91,11 +91,18 @@ where
     if let Err(e) = outcome {
         panic!("fuzz {name}: {e}");
     }
-    assert_eq!(PANICS.load(Ordering::SeqCst), before, "fuzz {name}: a panic somewhere in the process");
+    assert_eq!(
+        PANICS.load(Ordering::SeqCst),
+        before,
+        "fuzz {name}: a panic somewhere in the process"
+    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 // --- strategies ---------------------------------------------------------------
@@ -206,8 +213,14 @@ fn event_name() -> impl Strategy<Value = String> {
 /// A Socket.IO text packet as a client could send it, with up to
 /// `attachments` placeholders for binary attachments.
 fn socketio_text() -> impl Strategy<Value = String> {
-    let event = (event_name(), payload_object(), prop::option::of(0u32..1000), 0usize..3, any::<bool>()).prop_map(
-        |(name, mut payload, ack, attachments, binary)| {
+    let event = (
+        event_name(),
+        payload_object(),
+        prop::option::of(0u32..1000),
+        0usize..3,
+        any::<bool>(),
+    )
+        .prop_map(|(name, mut payload, ack, attachments, binary)| {
             if binary && let Value::Object(o) = &mut payload {
                 for num in 0..attachments {
                     o.insert(format!("file{num}"), json!({"_placeholder": true, "num": num}));
@@ -215,9 +228,12 @@ fn socketio_text() -> impl Strategy<Value = String> {
             }
             let args = json!([name, payload]).to_string();
             let ack = ack.map(|a| a.to_string()).unwrap_or_default();
-            if binary { format!("5{attachments}-{ack}{args}") } else { format!("2{ack}{args}") }
-        },
-    );
+            if binary {
+                format!("5{attachments}-{ack}{args}")
+            } else {
+                format!("2{ack}{args}")
+            }
+        });
     prop_oneof![6 => event, 1 => protocol_text(), 1 => Just("0".to_string()), 1 => "0\\{.{0,20}"]
 }
 
@@ -258,27 +274,32 @@ fn engineio_polling_payloads_decode_without_panic() {
         0usize..4,
         prop_oneof![Just(1_000_000u64), 1u64..64],
     );
-    fuzz("engineio_polling_payload", cases(1), body, |(packets, junk, cuts, max)| {
-        let mut bytes = packets.join("\x1e").into_bytes();
-        bytes.extend_from_slice(&junk);
-        // As it may arrive: in several chunks, cut anywhere (mid-UTF-8 too).
-        let step = (bytes.len() / (cuts + 1)).max(1);
-        let chunks: Vec<Result<_, Infallible>> = bytes
-            .chunks(step)
-            .map(|c| Ok(hyper::body::Frame::data(Bytes::copy_from_slice(c))))
-            .collect();
-        let body = StreamBody::new(futures_util::stream::iter(chunks));
-        let decoded: Vec<_> = rt.block_on(
-            engineioxide_core::payload::decoder(body, None, ProtocolVersion::V4, max)
-                .take(64)
-                .collect(),
-        );
-        if bytes.len() as u64 <= max && !bytes.is_empty() {
-            let separators = bytes.iter().filter(|b| **b == 0x1e).count();
-            prop_assert!(decoded.len() <= separators + 1);
-        }
-        Ok(())
-    });
+    fuzz(
+        "engineio_polling_payload",
+        cases(1),
+        body,
+        |(packets, junk, cuts, max)| {
+            let mut bytes = packets.join("\x1e").into_bytes();
+            bytes.extend_from_slice(&junk);
+            // As it may arrive: in several chunks, cut anywhere (mid-UTF-8 too).
+            let step = (bytes.len() / (cuts + 1)).max(1);
+            let chunks: Vec<Result<_, Infallible>> = bytes
+                .chunks(step)
+                .map(|c| Ok(hyper::body::Frame::data(Bytes::copy_from_slice(c))))
+                .collect();
+            let body = StreamBody::new(futures_util::stream::iter(chunks));
+            let decoded: Vec<_> = rt.block_on(
+                engineioxide_core::payload::decoder(body, None, ProtocolVersion::V4, max)
+                    .take(64)
+                    .collect(),
+            );
+            if bytes.len() as u64 <= max && !bytes.is_empty() {
+                let separators = bytes.iter().filter(|b| **b == 0x1e).count();
+                prop_assert!(decoded.len() <= separators + 1);
+            }
+            Ok(())
+        },
+    );
 }
 
 // --- Socket.IO ----------------------------------------------------------------
@@ -327,29 +348,34 @@ fn socketio_packets_with_attachments_decode_without_panic() {
 #[test]
 fn client_event_payloads_parse_as_json_does() {
     let config = ParseConfig::default();
-    fuzz("client_events", cases(1), (event_name(), payload_object()), |(name, payload)| {
-        // Through the parser, as a client sends it...
-        let packet = format!("2{}", json!([name, payload]));
-        let state = ParserState::default();
-        let decoded = CommonParser
-            .decode_str(&config, &state, packet.into())
-            .map_err(|e| TestCaseError::fail(format!("a JSON event packet refused: {e:?}")))?;
-        let PacketData::Event(mut value, _) = decoded.inner else {
-            return Err(TestCaseError::fail("not an event"));
-        };
-        let decoded = CommonParser.decode_value::<ClientPayload>(&mut value, true);
-        // ... it reads as the JSON it was (as our handler reads it), numbers
-        // aside: two JSON parsers agree on integers, not on every float.
-        let via_parser = event_payload(decoded, &value)
-            .ok_or_else(|| TestCaseError::fail("a JSON payload was not read"))?;
-        if !has_float(&payload) {
-            prop_assert_eq!(&via_parser, &payload);
-        }
-        if let Some(event) = EventName::parse(&name) {
-            let _ = ClientRequest::parse(event, &via_parser, None);
-        }
-        Ok(())
-    });
+    fuzz(
+        "client_events",
+        cases(1),
+        (event_name(), payload_object()),
+        |(name, payload)| {
+            // Through the parser, as a client sends it...
+            let packet = format!("2{}", json!([name, payload]));
+            let state = ParserState::default();
+            let decoded = CommonParser
+                .decode_str(&config, &state, packet.into())
+                .map_err(|e| TestCaseError::fail(format!("a JSON event packet refused: {e:?}")))?;
+            let PacketData::Event(mut value, _) = decoded.inner else {
+                return Err(TestCaseError::fail("not an event"));
+            };
+            let decoded = CommonParser.decode_value::<ClientPayload>(&mut value, true);
+            // ... it reads as the JSON it was (as our handler reads it), numbers
+            // aside: two JSON parsers agree on integers, not on every float.
+            let via_parser =
+                event_payload(decoded, &value).ok_or_else(|| TestCaseError::fail("a JSON payload was not read"))?;
+            if !has_float(&payload) {
+                prop_assert_eq!(&via_parser, &payload);
+            }
+            if let Some(event) = EventName::parse(&name) {
+                let _ = ClientRequest::parse(event, &via_parser, None);
+            }
+            Ok(())
+        },
+    );
 }
 
 fn has_float(v: &Value) -> bool {
@@ -366,26 +392,35 @@ fn has_float(v: &Value) -> bool {
 #[test]
 fn binary_attachments_in_payloads_become_byte_arrays() {
     let config = ParseConfig::default();
-    fuzz("client_events_binary", cases(4), (prop::collection::vec(any::<u8>(), 0..16), identifier()), |(bytes, ticket)| {
-        let state = ParserState::default();
-        let text = json!(["ticket:view", {"ticketId": ticket, "agentId": 1, "agentName": "Ada", "avatar": {"_placeholder": true, "num": 0}}]);
-        let first = CommonParser.decode_str(&config, &state, format!("51-{text}").into());
-        prop_assert!(first.is_err(), "waits for its attachment");
-        let packet = CommonParser
-            .decode_bin(&config, &state, bytes.clone().into())
-            .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-        let PacketData::BinaryEvent(mut value, _) = packet.inner else {
-            return Err(TestCaseError::fail("not a binary event"));
-        };
-        let payload = CommonParser
-            .decode_value::<ClientPayload>(&mut value, true)
-            .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-        prop_assert_eq!(&payload.0["avatar"], &json!(bytes));
-        let parsed = ClientRequest::parse(EventName::View, &payload.0, None);
-        let valid_ticket = ClientRequest::parse(EventName::View, &json!({"ticketId": ticket, "agentId": 1, "agentName": "Ada"}), None);
-        prop_assert_eq!(parsed, valid_ticket);
-        Ok(())
-    });
+    fuzz(
+        "client_events_binary",
+        cases(4),
+        (prop::collection::vec(any::<u8>(), 0..16), identifier()),
+        |(bytes, ticket)| {
+            let state = ParserState::default();
+            let text = json!(["ticket:view", {"ticketId": ticket, "agentId": 1, "agentName": "Ada", "avatar": {"_placeholder": true, "num": 0}}]);
+            let first = CommonParser.decode_str(&config, &state, format!("51-{text}").into());
+            prop_assert!(first.is_err(), "waits for its attachment");
+            let packet = CommonParser
+                .decode_bin(&config, &state, bytes.clone().into())
+                .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            let PacketData::BinaryEvent(mut value, _) = packet.inner else {
+                return Err(TestCaseError::fail("not a binary event"));
+            };
+            let payload = CommonParser
+                .decode_value::<ClientPayload>(&mut value, true)
+                .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            prop_assert_eq!(&payload.0["avatar"], &json!(bytes));
+            let parsed = ClientRequest::parse(EventName::View, &payload.0, None);
+            let valid_ticket = ClientRequest::parse(
+                EventName::View,
+                &json!({"ticketId": ticket, "agentId": 1, "agentName": "Ada"}),
+                None,
+            );
+            prop_assert_eq!(parsed, valid_ticket);
+            Ok(())
+        },
+    );
 }
 
 // --- the internal API -----------------------------------------------------------
@@ -410,14 +445,21 @@ fn path_segment() -> impl Strategy<Value = String> {
 }
 
 fn api_body() -> impl Strategy<Value = Vec<u8>> {
-    let item = prop_oneof![Just(json!({"id": 1}).to_string()), json_value().prop_map(|v| v.to_string())];
+    let item = prop_oneof![
+        Just(json!({"id": 1}).to_string()),
+        json_value().prop_map(|v| v.to_string())
+    ];
     let batch_event = (
         prop::sample::select(vec!["new_item", "item_updated", "refresh", "delete"]),
         entity_type(),
         identifier(),
         prop::option::of(json_value()),
         prop::option::of(identifier()),
-        prop::option::of(prop_oneof![Just(Value::Null), ".{0,8}".prop_map(Value::from), json_value()]),
+        prop::option::of(prop_oneof![
+            Just(Value::Null),
+            ".{0,8}".prop_map(Value::from),
+            json_value()
+        ]),
     )
         .prop_map(|(t, et, eid, item, item_id, reason)| {
             let mut o = json!({"type": t, "entityType": et, "entityId": eid});
@@ -445,12 +487,22 @@ fn api_body() -> impl Strategy<Value = Vec<u8>> {
 fn api_call() -> impl Strategy<Value = ApiCall> {
     let route = prop_oneof![
         (path_segment(), path_segment()).prop_map(|(t, i)| (Method::POST, format!("/v1/timeline/{t}/{i}/items"))),
-        (path_segment(), path_segment(), path_segment()).prop_map(|(t, i, it)| (Method::PUT, format!("/v1/timeline/{t}/{i}/items/{it}"))),
+        (path_segment(), path_segment(), path_segment())
+            .prop_map(|(t, i, it)| (Method::PUT, format!("/v1/timeline/{t}/{i}/items/{it}"))),
         (path_segment(), path_segment()).prop_map(|(t, i)| (Method::POST, format!("/v1/timeline/{t}/{i}/refresh"))),
         Just((Method::POST, "/v1/timeline/batch".to_string())),
         path_segment().prop_map(|t| (Method::GET, format!("/v1/tickets/{t}/viewers"))),
         Just((Method::GET, "/v1/stats".to_string())),
-        (prop::sample::select(vec![Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH]), "(/[a-z0-9._~%-]{0,8}){1,5}")
+        (
+            prop::sample::select(vec![
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+                Method::PATCH
+            ]),
+            "(/[a-z0-9._~%-]{0,8}){1,5}"
+        )
             .prop_map(|(m, p)| (m, p)),
     ];
     let authorization = prop_oneof![
@@ -467,7 +519,13 @@ fn api_call() -> impl Strategy<Value = ApiCall> {
     })
 }
 
-async fn call(router: &axum::Router, method: Method, path: &str, authorization: Option<&str>, body: Vec<u8>) -> (StatusCode, Bytes) {
+async fn call(
+    router: &axum::Router,
+    method: Method,
+    path: &str,
+    authorization: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Bytes) {
     let mut request = Request::builder().method(method).uri(path);
     if let Some(a) = authorization {
         request = request.header("authorization", a);
@@ -488,7 +546,9 @@ async fn state(router: &axum::Router) -> (Value, BTreeMap<String, String>) {
     let published = String::from_utf8(metrics.to_vec())
         .unwrap()
         .lines()
-        .filter(|l| l.starts_with("switchboard_published_total") || l.starts_with("switchboard_publish_duration_seconds_count"))
+        .filter(|l| {
+            l.starts_with("switchboard_published_total") || l.starts_with("switchboard_publish_duration_seconds_count")
+        })
         .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
     (stats, published)
@@ -496,25 +556,54 @@ async fn state(router: &axum::Router) -> (Value, BTreeMap<String, String>) {
 
 const DOCUMENTED: [u16; 9] = [200, 202, 400, 401, 403, 404, 405, 408, 413];
 const CODES: [&str; 8] = [
-    "INVALID_JSON", "INVALID_PAYLOAD", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "METHOD_NOT_ALLOWED", "PAYLOAD_TOO_LARGE", "REQUEST_TIMEOUT",
+    "INVALID_JSON",
+    "INVALID_PAYLOAD",
+    "UNAUTHORIZED",
+    "FORBIDDEN",
+    "NOT_FOUND",
+    "METHOD_NOT_ALLOWED",
+    "PAYLOAD_TOO_LARGE",
+    "REQUEST_TIMEOUT",
 ];
 
 #[test]
 fn internal_api_refuses_bad_bodies_and_changes_nothing() {
     let rt = runtime();
-    let args = ["switchboard", "--internal-token", TOKEN, "--entity-types", "deal,contact", "--max-body", "4096"];
+    let args = [
+        "switchboard",
+        "--internal-token",
+        TOKEN,
+        "--entity-types",
+        "deal,contact",
+        "--max-body",
+        "4096",
+    ];
     let config = Config::from_args_and_env(args, |_| None).unwrap();
     let router = rt.block_on(async { internal_router(config) });
     fuzz("internal_api", cases(1), api_call(), |c| {
         rt.block_on(async {
             let before = state(&router).await;
-            let (status, body) = call(&router, c.method.clone(), &c.path, c.authorization.as_deref(), c.body.clone()).await;
+            let (status, body) = call(
+                &router,
+                c.method.clone(),
+                &c.path,
+                c.authorization.as_deref(),
+                c.body.clone(),
+            )
+            .await;
             prop_assert!(DOCUMENTED.contains(&status.as_u16()), "{c:?} answered {status}");
             if status.is_client_error() {
-                let error: Value = serde_json::from_slice(&body).map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
+                let error: Value =
+                    serde_json::from_slice(&body).map_err(|e| TestCaseError::fail(format!("{c:?}: {e}")))?;
                 let code = error["error"]["code"].as_str().unwrap_or_default();
                 prop_assert!(CODES.contains(&code), "{c:?}: {error}");
-                prop_assert_eq!(state(&router).await, before, "{:?} was refused ({}) but changed the state", c, status);
+                prop_assert_eq!(
+                    state(&router).await,
+                    before,
+                    "{:?} was refused ({}) but changed the state",
+                    c,
+                    status
+                );
             }
             Ok(())
         })
@@ -525,7 +614,13 @@ fn internal_api_refuses_bad_bodies_and_changes_nothing() {
 
 fn server_runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap())
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
 }
 
 /// After every client left: no connection, viewer or subscription is left,
@@ -533,7 +628,15 @@ fn server_runtime() -> &'static tokio::runtime::Runtime {
 async fn nothing_left_behind(app: &helpers::TestApp) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let stats: Value = app.http.get(app.internal_url("/v1/stats")).send().await.unwrap().json().await.unwrap();
+        let stats: Value = app
+            .http
+            .get(app.internal_url("/v1/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let idle = stats["connections"] == 0
             && stats["tickets"] == json!({"watched": 0, "viewers": 0})
             && stats["timelines"] == json!({"rooms": 0, "subscriptions": 0});
@@ -546,10 +649,18 @@ async fn nothing_left_behind(app: &helpers::TestApp) {
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.public);
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     ws.send(Message::text("40")).await.unwrap();
-    ws.send(Message::text(r#"421["ticket:view",{"ticketId":"after","agentId":"1","agentName":"Ada"}]"#)).await.unwrap();
+    ws.send(Message::text(
+        r#"421["ticket:view",{"ticketId":"after","agentId":"1","agentName":"Ada"}]"#,
+    ))
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let msg = tokio::time::timeout_at(deadline.into(), ws.next()).await.expect("ack in time").unwrap().unwrap();
+        let msg = tokio::time::timeout_at(deadline.into(), ws.next())
+            .await
+            .expect("ack in time")
+            .unwrap()
+            .unwrap();
         if let Message::Text(t) = msg
             && t.starts_with("431[")
         {
@@ -608,12 +719,23 @@ async fn wait_connected(ws: &mut Ws) -> Result<(), TestCaseError> {
 #[test]
 fn server_websocket_frames() {
     let rt = server_runtime();
-    let app = rt.block_on(helpers::spawn_app(&["--events-per-second", "0", "--max-payload", "2048"]));
+    let app = rt.block_on(helpers::spawn_app(&[
+        "--events-per-second",
+        "0",
+        "--max-payload",
+        "2048",
+    ]));
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.public);
-    let frames = (any::<bool>(), socketio_frames(), prop::collection::vec(protocol_text(), 0..3));
+    let frames = (
+        any::<bool>(),
+        socketio_frames(),
+        prop::collection::vec(protocol_text(), 0..3),
+    );
     fuzz("server_websocket", cases(10), frames, |(connect, frames, engineio)| {
         rt.block_on(async {
-            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             if connect {
                 // Connected before the fuzzed frames (which may CONNECT
                 // again, or DISCONNECT); a CONNECT with a transport closed at
@@ -644,16 +766,29 @@ fn server_websocket_frames() {
 #[test]
 fn server_polling_bodies() {
     let rt = server_runtime();
-    let app = rt.block_on(helpers::spawn_app(&["--events-per-second", "0", "--max-payload", "2048"]));
+    let app = rt.block_on(helpers::spawn_app(&[
+        "--events-per-second",
+        "0",
+        "--max-payload",
+        "2048",
+    ]));
     let base = format!("http://{}/socket.io/?EIO=4&transport=polling", app.public);
     let body = (
         any::<bool>(),
-        prop::collection::vec(prop_oneof![3 => socketio_text().prop_map(|t| format!("4{t}")), 1 => protocol_text()], 0..5),
+        prop::collection::vec(
+            prop_oneof![3 => socketio_text().prop_map(|t| format!("4{t}")), 1 => protocol_text()],
+            0..5,
+        ),
         prop::collection::vec(any::<u8>(), 0..8),
     );
     fuzz("server_polling", cases(10), body, |(connect, packets, junk)| {
         rt.block_on(async {
-            let open = app.http.get(&base).send().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let open = app
+                .http
+                .get(&base)
+                .send()
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let open = open.text().await.unwrap_or_default();
             let sid = open
                 .strip_prefix('0')
@@ -666,7 +801,12 @@ fn server_polling_bodies() {
                 // Until the CONNECT's reply, as on the websocket.
                 let deadline = Instant::now() + Duration::from_secs(5);
                 loop {
-                    let polled = app.http.get(&url).send().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let polled = app
+                        .http
+                        .get(&url)
+                        .send()
+                        .await
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
                     if polled.text().await.unwrap_or_default().contains("40{") {
                         break;
                     }
@@ -675,7 +815,13 @@ fn server_polling_bodies() {
             }
             let mut body = packets.join("\x1e").into_bytes();
             body.extend_from_slice(&junk);
-            let res = app.http.post(&url).body(body).send().await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let res = app
+                .http
+                .post(&url)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert!(!res.status().is_server_error(), "{}", res.status());
             // Ends the session if the body did not.
             let _ = app.http.post(&url).body("1").send().await;

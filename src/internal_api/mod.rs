@@ -7,16 +7,16 @@ pub mod publish;
 
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::handler::Handler;
-use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
-use axum::Extension;
 use serde_json::{Value, json};
 
 use subtle::ConstantTimeEq;
@@ -55,9 +55,24 @@ fn routes() -> Vec<(Route, MethodRouter<Hub>)> {
         route(Open, Method::GET, "/ready", ready),
         route(Open, Method::GET, "/metrics", metrics),
         route(Token, Method::GET, "/v1/openapi.json", openapi::serve),
-        route(Token, Method::POST, "/v1/timeline/{entityType}/{entityId}/items", new_item),
-        route(Token, Method::PUT, "/v1/timeline/{entityType}/{entityId}/items/{itemId}", item_updated),
-        route(Token, Method::POST, "/v1/timeline/{entityType}/{entityId}/refresh", refresh),
+        route(
+            Token,
+            Method::POST,
+            "/v1/timeline/{entityType}/{entityId}/items",
+            new_item,
+        ),
+        route(
+            Token,
+            Method::PUT,
+            "/v1/timeline/{entityType}/{entityId}/items/{itemId}",
+            item_updated,
+        ),
+        route(
+            Token,
+            Method::POST,
+            "/v1/timeline/{entityType}/{entityId}/refresh",
+            refresh,
+        ),
         route(Token, Method::POST, "/v1/timeline/batch", batch),
         route(Token, Method::GET, "/v1/tickets/{ticketId}/viewers", viewers),
         route(Token, Method::GET, "/v1/stats", stats),
@@ -242,7 +257,8 @@ async fn batch(State(hub): State<Hub>, Extension(arrival): Extension<Arrival>, b
     let mut reached_all = true;
     for event in &events {
         reached_all &= hub.publish(event).reach == Reach::AllNodes;
-        hub.metrics().publish_handed_off(event.change.kind(), arrival.0.elapsed());
+        hub.metrics()
+            .publish_handed_off(event.change.kind(), arrival.0.elapsed());
     }
     let mut reply = json!({ "accepted": events.len() });
     if !reached_all {
@@ -254,7 +270,8 @@ async fn batch(State(hub): State<Hub>, Extension(arrival): Extension<Arrival>, b
 fn publish_one(hub: &Hub, arrival: Arrival, event: TimelineEvent) -> Result<Response> {
     check_allowed(hub, &event.key)?;
     let published = hub.publish(&event);
-    hub.metrics().publish_handed_off(event.change.kind(), arrival.0.elapsed());
+    hub.metrics()
+        .publish_handed_off(event.change.kind(), arrival.0.elapsed());
     let position = published.position.as_ref();
     let mut reply = json!({
         "delivered": true,

@@ -112,14 +112,25 @@ mod tests {
                 if method == "parameters" {
                     continue;
                 }
-                let responses: BTreeSet<&str> = op["responses"].as_object().unwrap().keys().map(String::as_str).collect();
+                let responses: BTreeSet<&str> = op["responses"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
                 if op.get("requestBody").is_some() {
                     for status in ["400", "408", "413"] {
                         assert!(responses.contains(status), "{method} {path} lacks {status}");
                     }
                 }
-                let open = op.get("security").is_some_and(|s| s.as_array().is_some_and(Vec::is_empty));
-                assert_eq!(!open, responses.contains("401"), "{method} {path}: 401 iff it needs the token");
+                let open = op
+                    .get("security")
+                    .is_some_and(|s| s.as_array().is_some_and(Vec::is_empty));
+                assert_eq!(
+                    !open,
+                    responses.contains("401"),
+                    "{method} {path}: 401 iff it needs the token"
+                );
             }
         }
     }

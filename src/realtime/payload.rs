@@ -105,7 +105,10 @@ mod tests {
     fn keys_with_escapes_are_read() {
         let raw = socketioxide::handler::Value::Str(r#"["ticket:view",{"a":[{"\\":null}]}]"#.into(), None);
         let refused: Result<ClientPayload, ()> = Err(());
-        assert_eq!(event_payload(refused, &raw), Some(serde_json::json!({"a": [{"\\": null}]})));
+        assert_eq!(
+            event_payload(refused, &raw),
+            Some(serde_json::json!({"a": [{"\\": null}]}))
+        );
         let no_payload = socketioxide::handler::Value::Str(r#"["ticket:view"]"#.into(), None);
         assert_eq!(event_payload(Err::<ClientPayload, ()>(()), &no_payload), None);
     }
