@@ -197,9 +197,19 @@ impl Hub {
     }
 
     /// A socket passed the handshake; `token_expiry` (seconds since the
-    /// epoch) is when its token stops being valid.
-    pub fn socket_connected(&self, sid: Sid, token_expiry: Option<u64>) {
-        lock(&self.shared.connections).connected(sid);
+    /// epoch) is when its token stops being valid. `still_connected` is
+    /// asked under the lock [`Hub::socket_disconnected`] takes: a socket
+    /// closed in between is not counted (its disconnect may already have
+    /// run, and would not run again).
+    pub fn socket_connected(&self, sid: Sid, token_expiry: Option<u64>, still_connected: impl FnOnce() -> bool) {
+        {
+            let mut connections = lock(&self.shared.connections);
+            if !still_connected() {
+                connections.handshake_failed();
+                return;
+            }
+            connections.connected(sid);
+        }
         self.shared.metrics.connections_opened.inc();
         if let Some(at) = token_expiry {
             self.shared.expiries.schedule(sid, at);

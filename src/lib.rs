@@ -73,6 +73,25 @@ mod realtime;
 mod ticket_updates;
 mod timelines;
 
+/// What the fuzz tests (`tests/fuzz.rs`) drive in-process; not an API.
+#[doc(hidden)]
+pub mod fuzz {
+    pub use crate::realtime::payload::{ClientPayload, event_payload};
+    pub use crate::realtime::requests::{EventName, Request};
+
+    /// The internal API's router over a fresh single-instance hub whose
+    /// Socket.IO server has no listener (publishes reach no socket). Call
+    /// within a tokio runtime: it starts the delivery task.
+    pub fn internal_router(config: crate::config::Config) -> axum::Router {
+        let (_layer, io) = socketioxide::SocketIo::builder().build_layer();
+        let metrics = crate::metrics::Metrics::new();
+        let (outbox, _delivery) = crate::delivery::Outbox::start(io, metrics.slow_client_disconnects.clone());
+        let hub = crate::hub::Hub::new(config, "fuzz".into(), outbox, None, metrics);
+        hub.set_serving(true);
+        crate::internal_api::router(hub)
+    }
+}
+
 /// What the micro-benchmarks (`benches/hot_paths.rs`) drive; not an API.
 #[doc(hidden)]
 pub mod bench {

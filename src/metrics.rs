@@ -4,7 +4,11 @@
 //! Counters are bumped on the hot paths; gauges are read from the registries
 //! when scraped, so they can never drift from the state they describe.
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Figures read from the registries at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,6 +37,9 @@ pub struct Metrics {
     pub published: IntCounterVec,
     /// Internal API requests by `status`.
     pub internal_requests: IntCounterVec,
+    /// Seconds from an internal API request's arrival to the handoff of its
+    /// event to delivery (this node's outbox and the cluster link), by `kind`.
+    publish_duration: HistogramVec,
     redis_up: IntGauge,
     cluster_nodes: IntGauge,
     connections: IntGauge,
@@ -89,6 +96,16 @@ impl Metrics {
                 "Internal API requests by status.",
                 &["status"],
             ),
+            publish_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "publish_duration_seconds",
+                    "Seconds from an internal API request's arrival to the handoff of its event to delivery.",
+                )
+                .namespace("switchboard")
+                .buckets(PUBLISH_BUCKETS.to_vec()),
+                &["kind"],
+            )
+            .expect("valid metric"),
             redis_up: gauge(
                 "redis_up",
                 "1 when both Redis connections are up (multi-instance mode).",
@@ -103,6 +120,7 @@ impl Metrics {
         // Series that exist from the start, so a dashboard sees 0, not nothing.
         for kind in ["new_item", "item_updated", "refresh"] {
             m.published.with_label_values(&[kind]);
+            m.publish_duration.with_label_values(&[kind]);
         }
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.connections_opened.clone()),
@@ -111,6 +129,7 @@ impl Metrics {
             Box::new(m.client_events.clone()),
             Box::new(m.published.clone()),
             Box::new(m.internal_requests.clone()),
+            Box::new(m.publish_duration.clone()),
             Box::new(m.connections.clone()),
             Box::new(m.tickets_watched.clone()),
             Box::new(m.viewers.clone()),
@@ -139,6 +158,14 @@ impl Metrics {
         self.published.with_label_values(&[kind]).inc();
     }
 
+    /// A publish of `kind` was handed to delivery `elapsed` after its
+    /// request arrived.
+    pub fn publish_handed_off(&self, kind: &str, elapsed: Duration) {
+        self.publish_duration
+            .with_label_values(&[kind])
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// The text exposition, with the gauges set from `snapshot`.
     pub fn render(&self, snapshot: Snapshot) -> String {
         self.connections.set(snapshot.connections);
@@ -162,6 +189,13 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 }
+
+/// Publishing is a validation and a queue push: tens of microseconds when
+/// all is well, so the buckets start at 50 µs; the top ones catch a body
+/// that trickled in (bounded by `header_read_timeout`).
+const PUBLISH_BUCKETS: [f64; 14] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+];
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -195,5 +229,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE switchboard_published_total counter"), "{text}");
+        m.publish_handed_off("refresh", Duration::from_micros(300));
+        let text = m.render(Snapshot::default());
+        assert!(
+            text.contains("switchboard_publish_duration_seconds_bucket{kind=\"refresh\",le=\"0.0005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchboard_publish_duration_seconds_bucket{kind=\"refresh\",le=\"0.00025\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchboard_publish_duration_seconds_count{kind=\"new_item\"} 0"),
+            "{text}"
+        );
     }
 }

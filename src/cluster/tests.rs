@@ -86,8 +86,8 @@ async fn a_node_that_says_bye_is_forgotten_with_its_sockets() {
 async fn a_snapshot_replaces_what_was_known_of_its_sender() {
     let (mut a, b) = (node("a"), node("b"));
     let (kept, gone) = (Sid::new(), Sid::new());
-    a.hub.socket_connected(kept, None);
-    a.hub.socket_connected(gone, None);
+    a.hub.socket_connected(kept, None, || true);
+    a.hub.socket_connected(gone, None, || true);
     a.hub.apply_local(view(kept, "1", "7", "Ada")).unwrap();
     a.hub.apply_local(view(gone, "2", "9", "Cy")).unwrap();
     relay(&mut a, &b).await;
@@ -130,7 +130,7 @@ async fn a_silent_node_is_lost_after_node_timeout() {
 async fn v2_presence_detail_is_replayed_and_snapshotted() {
     let (mut a, mut b) = (node("a"), node("b"));
     let (web, phone) = (Sid::new(), Sid::new());
-    a.hub.socket_connected(phone, None);
+    a.hub.socket_connected(phone, None, || true);
     a.hub.apply_local(view(web, "1", "7", "Ada")).unwrap();
     relay(&mut a, &b).await;
     let ticket = TicketId::parse(Some(&json!("1"))).unwrap();
@@ -165,7 +165,7 @@ async fn v2_presence_detail_is_replayed_and_snapshotted() {
     }
     // b's snapshot carries the phone tab's device and draft to a fresh node.
     let mut c = node("c");
-    b.hub.socket_connected(phone, None);
+    b.hub.socket_connected(phone, None, || true);
     b.hub.send_snapshot();
     relay(&mut b, &c).await;
     let v = &c.hub.viewers(&ticket)[0];
@@ -177,8 +177,8 @@ async fn v2_presence_detail_is_replayed_and_snapshotted() {
 async fn a_ticket_update_crosses_the_channel_and_counts_only_local_agents_while_redis_is_down() {
     let (mut a, mut b) = (node("a"), node("b"));
     let (ada, bob) = (Sid::new(), Sid::new());
-    a.hub.socket_connected(ada, None);
-    a.hub.socket_connected(bob, None);
+    a.hub.socket_connected(ada, None, || true);
+    a.hub.socket_connected(bob, None, || true);
     a.hub.apply_local(view(ada, "1", "7", "Ada")).unwrap();
     a.hub.apply_local(view(bob, "1", "8", "Bob")).unwrap();
     relay(&mut a, &b).await;

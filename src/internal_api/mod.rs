@@ -2,15 +2,21 @@
 //! own listener so it is never exposed with the public Socket.IO port.
 
 mod deadline;
+pub mod openapi;
 pub mod publish;
 
+use std::time::Instant;
+
+use axum::Extension;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use serde_json::{Value, json};
 
 use subtle::ConstantTimeEq;
@@ -22,25 +28,79 @@ use crate::ticket_updates::TicketUpdate;
 use crate::timelines::TimelineEvent;
 use publish::timeline_key;
 
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// Probes and metrics: no token, whatever the configuration.
+    Open,
+    /// Needs `Authorization: Bearer <internal_token>` when a token is set.
+    Token,
+}
+
+/// One route as the router serves it (path in axum's syntax, which is also
+/// OpenAPI's: `{name}` for a path parameter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// Every route of the internal API. The router is built from this list and
+/// nothing else, so `openapi`'s test, which holds the list against the
+/// OpenAPI document, fails for a route added here without documenting it.
+fn routes() -> Vec<(Route, MethodRouter<Hub>)> {
+    use Access::{Open, Token};
+    vec![
+        route(Open, Method::GET, "/health", health),
+        route(Open, Method::GET, "/ready", ready),
+        route(Open, Method::GET, "/metrics", metrics),
+        route(Token, Method::GET, "/v1/openapi.json", openapi::serve),
+        route(
+            Token,
+            Method::POST,
+            "/v1/timeline/{entityType}/{entityId}/items",
+            new_item,
+        ),
+        route(
+            Token,
+            Method::PUT,
+            "/v1/timeline/{entityType}/{entityId}/items/{itemId}",
+            item_updated,
+        ),
+        route(
+            Token,
+            Method::POST,
+            "/v1/timeline/{entityType}/{entityId}/refresh",
+            refresh,
+        ),
+        route(Token, Method::POST, "/v1/timeline/batch", batch),
+        route(Token, Method::GET, "/v1/tickets/{ticketId}/viewers", viewers),
+        route(Token, Method::POST, "/v1/tickets/{ticketId}/events", ticket_event),
+        route(Token, Method::GET, "/v1/stats", stats),
+    ]
+}
+
+fn route<H, T>(access: Access, method: Method, path: &'static str, handler: H) -> (Route, MethodRouter<Hub>)
+where
+    H: Handler<T, Hub>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
+    (Route { method, path, access }, on(filter, handler))
+}
+
 /// The internal API's routes, with the hub as state.
 pub fn router(hub: Hub) -> Router {
-    let protected = Router::new()
-        .route("/v1/timeline/{entity_type}/{entity_id}/items", post(new_item))
-        .route(
-            "/v1/timeline/{entity_type}/{entity_id}/items/{item_id}",
-            put(item_updated),
-        )
-        .route("/v1/timeline/{entity_type}/{entity_id}/refresh", post(refresh))
-        .route("/v1/timeline/batch", post(batch))
-        .route("/v1/tickets/{ticket_id}/viewers", get(viewers))
-        .route("/v1/tickets/{ticket_id}/events", post(ticket_event))
-        .route("/v1/stats", get(stats))
-        .route_layer(middleware::from_fn_with_state(hub.clone(), require_token));
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .merge(protected)
+    let mut router = Router::new();
+    for (route, method_router) in routes() {
+        let method_router = match route.access {
+            Access::Open => method_router,
+            Access::Token => method_router.route_layer(middleware::from_fn_with_state(hub.clone(), require_token)),
+        };
+        router = router.route(route.path, method_router);
+    }
+    router
         .fallback(|| async { HttpError::NotFound })
         .method_not_allowed_fallback(|| async { HttpError::MethodNotAllowed })
         .layer(middleware::map_request_with_state(hub.clone(), deadline::bound_body))
@@ -48,7 +108,13 @@ pub fn router(hub: Hub) -> Router {
         .with_state(hub)
 }
 
-async fn count_requests(State(hub): State<Hub>, request: Request, next: Next) -> Response {
+/// When a request's head had arrived: the start of the publish latency
+/// (`switchboard_publish_duration_seconds`).
+#[derive(Debug, Clone, Copy)]
+struct Arrival(Instant);
+
+async fn count_requests(State(hub): State<Hub>, mut request: Request, next: Next) -> Response {
+    request.extensions_mut().insert(Arrival(Instant::now()));
     let response = next.run(request).await;
     hub.metrics()
         .internal_requests
@@ -143,27 +209,30 @@ async fn required_json(hub: &Hub, body: Body) -> Result<Value> {
 
 async fn new_item(
     State(hub): State<Hub>,
+    Extension(arrival): Extension<Arrival>,
     PathParams((entity_type, entity_id)): PathParams<(String, String)>,
     body: Body,
 ) -> Result<Response> {
     let item = required_json(&hub, body).await?;
     let key = timeline(entity_type, entity_id)?;
-    publish_one(&hub, TimelineEvent::new_item(key, Some(&item))?).await
+    publish_one(&hub, arrival, TimelineEvent::new_item(key, Some(&item))?).await
 }
 
 async fn item_updated(
     State(hub): State<Hub>,
+    Extension(arrival): Extension<Arrival>,
     PathParams((entity_type, entity_id, item_id)): PathParams<(String, String, String)>,
     body: Body,
 ) -> Result<Response> {
     let item = required_json(&hub, body).await?;
     let key = timeline(entity_type, entity_id)?;
     let item_id = ItemId::parse(Some(&Value::String(item_id)))?;
-    publish_one(&hub, TimelineEvent::item_updated(key, item_id, Some(&item))?).await
+    publish_one(&hub, arrival, TimelineEvent::item_updated(key, item_id, Some(&item))?).await
 }
 
 async fn refresh(
     State(hub): State<Hub>,
+    Extension(arrival): Extension<Arrival>,
     PathParams((entity_type, entity_id)): PathParams<(String, String)>,
     body: Body,
 ) -> Result<Response> {
@@ -178,16 +247,20 @@ async fn refresh(
         }
     };
     let key = timeline(entity_type, entity_id)?;
-    publish_one(&hub, TimelineEvent::refresh(key, reason)?).await
+    publish_one(&hub, arrival, TimelineEvent::refresh(key, reason)?).await
 }
 
-async fn batch(State(hub): State<Hub>, body: Body) -> Result<Response> {
+async fn batch(State(hub): State<Hub>, Extension(arrival): Extension<Arrival>, body: Body) -> Result<Response> {
     let body = required_json(&hub, body).await?;
     let events = publish::batch(&body)?;
     for event in &events {
         check_allowed(&hub, &event.key)?;
     }
     let published = hub.publish(&events).await;
+    for event in &events {
+        hub.metrics()
+            .publish_handed_off(event.change.kind(), arrival.0.elapsed());
+    }
     let mut reply = json!({ "accepted": events.len() });
     if published.reach == Reach::ThisNodeOnly {
         reply["partial"] = Value::Bool(true);
@@ -195,9 +268,11 @@ async fn batch(State(hub): State<Hub>, body: Body) -> Result<Response> {
     Ok((StatusCode::ACCEPTED, axum::Json(reply)).into_response())
 }
 
-async fn publish_one(hub: &Hub, event: TimelineEvent) -> Result<Response> {
+async fn publish_one(hub: &Hub, arrival: Arrival, event: TimelineEvent) -> Result<Response> {
     check_allowed(hub, &event.key)?;
     let published = hub.publish(std::slice::from_ref(&event)).await;
+    hub.metrics()
+        .publish_handed_off(event.change.kind(), arrival.0.elapsed());
     let position = published.positions.first().and_then(Option::as_ref);
     let mut reply = json!({
         "delivered": true,

@@ -7,6 +7,7 @@
 pub mod payload;
 pub mod requests;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -33,12 +34,38 @@ struct SocketSession {
     bucket: Mutex<TokenBucket>,
     /// The agent its token names (`auth_mode = jwt`).
     token: Option<TokenIdentity>,
+    /// Set when socketioxide closes this socket, before our disconnect
+    /// runs: a socket closed before its connect handler ran is not counted.
+    closed: AtomicBool,
 }
 
 /// Serves the `/` namespace with the hub's rules; acks and error events
 /// go out through `outbox`, behind the events they follow.
 pub fn attach(io: &SocketIo, hub: Hub, outbox: Outbox) {
-    let on_connect = async |_: SocketRef| {};
+    // The socket is counted here, once socketioxide has told the client it
+    // is connected, not in the middleware: a transport that closes while the
+    // middleware runs is never closed by socketioxide (it closes only the
+    // sockets already in the namespace; this one is dropped when its CONNECT
+    // reply cannot be sent), and its disconnect handler never runs. And a
+    // client that disconnects (`41`) as soon as it reads the CONNECT reply
+    // can be closed before socketioxide marks the socket connected and calls
+    // this handler. So the handler's body (run in line; only the future is
+    // spawned) counts the socket unless its disconnect already began, under
+    // the lock that disconnect takes (found by tests/fuzz.rs,
+    // docs/fuzzing.md).
+    let on_connect = {
+        let hub = hub.clone();
+        move |socket: SocketRef| {
+            let session = socket.extensions.get::<Arc<SocketSession>>();
+            let expiry = session
+                .as_ref()
+                .and_then(|s| s.token.as_ref().and_then(|t| t.expires_at));
+            hub.socket_connected(socket.id, expiry, || {
+                session.as_ref().is_some_and(|s| !s.closed.load(Ordering::SeqCst))
+            });
+            async {}
+        }
+    };
     // Handlers are registered in a middleware, which runs before the client
     // is told it is connected: the connect handler runs in a task of its own,
     // and an event arriving before it ran would find no handler.
@@ -59,11 +86,11 @@ pub fn attach(io: &SocketIo, hub: Hub, outbox: Outbox) {
                     }
                 }
             };
-            let token_expiry = token.as_ref().and_then(|t| t.expires_at);
             let bucket = TokenBucket::new(hub.config().events_per_second, Instant::now());
             socket.extensions.insert(Arc::new(SocketSession {
                 bucket: Mutex::new(bucket),
                 token,
+                closed: AtomicBool::new(false),
             }));
             // A room of its own, as in socket.io, so broadcasts can leave out
             // all sockets of an agent by id (`except`) and `delivery` can
@@ -76,8 +103,12 @@ pub fn attach(io: &SocketIo, hub: Hub, outbox: Outbox) {
                 hub: hub.clone(),
                 outbox: outbox.clone(),
             });
-            hub.socket_connected(socket.id, token_expiry);
             socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
+                // In the closure's body: socketioxide runs it in line as it
+                // closes the socket, before it spawns the future.
+                if let Some(session) = socket.extensions.get::<Arc<SocketSession>>() {
+                    session.closed.store(true, Ordering::SeqCst);
+                }
                 let (hub, outbox) = (hub.clone(), outbox.clone());
                 async move { on_disconnect(&hub, &outbox, socket.id, reason).await }
             });
@@ -145,7 +176,7 @@ impl MessageHandler<LocalAdapter, Routed> for EventRouter {
         self.handle(ClientEvent {
             sid: s.id,
             name: &name,
-            payload: payload.ok().map(|p| p.0),
+            payload: payload::event_payload(payload, &v),
             allowed,
             token: session.as_ref().and_then(|s| s.token.as_ref()),
             ack: ack_id.map(|_| ack),

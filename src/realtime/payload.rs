@@ -76,9 +76,42 @@ impl<'de> Visitor<'de> for PayloadVisitor {
     }
 }
 
+/// The event's payload: what socketioxide's parser decoded, or, where it
+/// could not, the JSON text read again with `serde_json`.
+///
+/// socketioxide-parser-common 0.17.3 reads the first key of every object
+/// as a borrowed `&str`, which fails for a key with a JSON escape (`"a\"b"`,
+/// `"\\"`, `"\u0000"`): a valid payload such as
+/// `{"ticketId": 1, ..., "meta": {"say \"hi\"": 1}}` was refused with
+/// `INVALID_PAYLOAD` (found by `tests/fuzz.rs`, see docs/fuzzing.md). Only a
+/// text packet without binary attachments is read again: that is all
+/// `serde_json` can hold.
+pub fn event_payload<E>(decoded: Result<ClientPayload, E>, raw: &socketioxide::handler::Value) -> Option<Value> {
+    match (decoded, raw) {
+        (Ok(payload), _) => Some(payload.0),
+        (Err(_), socketioxide::handler::Value::Str(text, None)) => {
+            let mut args: Vec<Value> = serde_json::from_str(text.as_str()).ok()?;
+            (args.len() >= 2).then(|| args.swap_remove(1))
+        }
+        (Err(_), _) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_with_escapes_are_read() {
+        let raw = socketioxide::handler::Value::Str(r#"["ticket:view",{"a":[{"\\":null}]}]"#.into(), None);
+        let refused: Result<ClientPayload, ()> = Err(());
+        assert_eq!(
+            event_payload(refused, &raw),
+            Some(serde_json::json!({"a": [{"\\": null}]}))
+        );
+        let no_payload = socketioxide::handler::Value::Str(r#"["ticket:view"]"#.into(), None);
+        assert_eq!(event_payload(Err::<ClientPayload, ()>(()), &no_payload), None);
+    }
 
     #[test]
     fn json_passes_through() {

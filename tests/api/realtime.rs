@@ -852,3 +852,27 @@ async fn a_stale_viewer_is_removed_and_told_so_and_stays_connected() {
     view(&mut ada, "t1", "ada", "Ada").await;
     app.shutdown().await.unwrap();
 }
+
+/// Regression (tests/fuzz.rs, docs/fuzzing.md): socketioxide's parser
+/// refused a payload in which some object's first key holds a JSON escape;
+/// an unknown field like that must be ignored, as any other.
+#[tokio::test]
+async fn a_key_with_an_escape_in_an_extra_field_is_ignored() {
+    let app = spawn_app(&[]).await;
+    for transport in ["websocket", "polling"] {
+        let mut client = match transport {
+            "websocket" => SioClient::websocket(app.public).await,
+            _ => SioClient::polling(app.public).await,
+        };
+        let ticket = format!("esc-{transport}");
+        let ack = client
+            .emit_with_ack(
+                "ticket:view",
+                json!({ "ticketId": ticket, "agentId": "7", "agentName": "Ada", "meta": { "say \"hi\"\\": [{ "\u{1}": 1 }] } }),
+            )
+            .await;
+        assert_eq!(ack["ok"], true, "{transport}: {ack}");
+        client.close().await;
+    }
+    app.shutdown().await.unwrap();
+}
