@@ -73,7 +73,36 @@ pub struct ClusterLink {
     /// The publisher's connection, for the history scripts.
     commands: Commands,
     history: RedisHistory,
+    /// Refusals of the history scripts, logged sparingly.
+    pub refusals: RefusalLog,
     peers: Mutex<HashMap<String, Peer>>,
+}
+
+/// Logs Redis's refusals of the history scripts at most once a minute: on
+/// a Redis Cluster every publish to a timeline whose slot lives elsewhere is
+/// refused, and one warning per publish would drown the log.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    last: Mutex<Option<Instant>>,
+    since_last: std::sync::atomic::AtomicU64,
+}
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// Notes one refusal; true when it was logged as a warning.
+    pub fn refused(&self, what: &str, error: &redis::RedisError) -> bool {
+        let suppressed = self.since_last.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|at| at.elapsed() < Self::EVERY) {
+            tracing::debug!(%error, what, "redis refused a history script");
+            return false;
+        }
+        *last = Some(Instant::now());
+        self.since_last.store(0, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(%error, what, suppressed, "redis refused a history script; timeline events go out without offsets (logged at most once a minute)");
+        true
+    }
 }
 
 /// Why a history script did not run.
@@ -133,6 +162,7 @@ impl ClusterLink {
         let link = Self {
             commands: Commands::default(),
             history,
+            refusals: RefusalLog::default(),
             node_id,
             messages: prometheus::IntCounterVec::new(
                 prometheus::Opts::new(

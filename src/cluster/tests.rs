@@ -204,3 +204,12 @@ async fn a_ticket_update_crosses_the_channel_and_counts_only_local_agents_while_
     // The other node takes it (delivery to its own viewers).
     relay(&mut a, &b).await;
 }
+
+#[test]
+fn refusals_of_the_history_scripts_are_logged_once_a_minute() {
+    let log = RefusalLog::default();
+    let moved = redis::RedisError::from((redis::ErrorKind::Client, "MOVED 1234 127.0.0.1:7001"));
+    assert!(log.refused("publish", &moved), "the first one is logged");
+    assert!(!log.refused("publish", &moved), "the next ones within a minute are not");
+    assert!(!log.refused("read", &moved));
+}

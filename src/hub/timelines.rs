@@ -96,7 +96,7 @@ impl Hub {
             }
             Err(e) => {
                 if let HistoryError::Refused(e) = e {
-                    tracing::warn!(error = %e, room = %key.room(), "redis refused to read a timeline's history");
+                    let _ = cluster.refusals.refused("read", &e);
                 }
                 mirror.abandon_fetch(key);
                 None
@@ -216,7 +216,7 @@ impl Hub {
             },
             Err(HistoryError::Refused(e)) => {
                 // The channel still reaches every node: v1 delivery.
-                tracing::warn!(error = %e, "redis refused the history script; publishing without offsets");
+                let _ = cluster.refusals.refused("publish", &e);
                 for event in events {
                     self.shared.outbox.push(wire::timeline(event, None));
                     cluster.send(Message::Publish { event: event.clone() });
