@@ -649,6 +649,10 @@ async fn nothing_left_behind(app: &helpers::TestApp) {
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.public);
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     ws.send(Message::text("40")).await.unwrap();
+    // As socket.io-client does: an event sent before the CONNECT reply may
+    // find the socket still in the connect middleware, and socketioxide
+    // closes the transport of a packet for a socket it does not have yet.
+    wait_connected(&mut ws).await.expect("CONNECT reply");
     ws.send(Message::text(
         r#"421["ticket:view",{"ticketId":"after","agentId":"1","agentName":"Ada"}]"#,
     ))
