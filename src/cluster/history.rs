@@ -103,7 +103,11 @@ impl RedisHistory {
     }
 
     /// Numbers, keeps and publishes `events` in one step; their positions.
-    pub async fn record(&self, conn: &mut MultiplexedConnection, events: &[TimelineEvent]) -> RedisResult<Vec<Position>> {
+    pub async fn record(
+        &self,
+        conn: &mut MultiplexedConnection,
+        events: &[TimelineEvent],
+    ) -> RedisResult<Vec<Position>> {
         let mut call = self.record.prepare_invoke();
         call.arg(fresh_epoch())
             .arg(self.size)
@@ -154,5 +158,9 @@ impl RedisHistory {
 }
 
 fn encode_error(e: serde_json::Error) -> redis::RedisError {
-    redis::RedisError::from((redis::ErrorKind::Client, "cannot encode a timeline event", e.to_string()))
+    redis::RedisError::from((
+        redis::ErrorKind::Client,
+        "cannot encode a timeline event",
+        e.to_string(),
+    ))
 }

@@ -134,7 +134,9 @@ impl Mirror {
     /// before we heard it unsyncs the mirror.
     pub fn observe(&mut self, event: &TimelineEvent, at: &Position, now: Millis) {
         let size = self.size;
-        let Some(mirrored) = self.timelines.get_mut(&event.key) else { return };
+        let Some(mirrored) = self.timelines.get_mut(&event.key) else {
+            return;
+        };
         mirrored.touched = now;
         let history = match &mut mirrored.history {
             Some(h) if h.epoch == at.epoch => h,
@@ -210,7 +212,12 @@ mod tests {
         Fetched {
             epoch: epoch.into(),
             offset,
-            events: (from..=offset).map(|o| Recorded { offset: o, event: item(o) }).collect(),
+            events: (from..=offset)
+                .map(|o| Recorded {
+                    offset: o,
+                    event: item(o),
+                })
+                .collect(),
         }
     }
 
@@ -252,9 +259,16 @@ mod tests {
         m.begin_fetch(&key(), 0);
         m.merge(&key(), fetched("e", 10, 8), 0);
         assert_eq!(offsets(m.answer(&key(), Some((7, "e")))), Some(vec![8, 9, 10]));
-        assert_eq!(offsets(m.answer(&key(), Some((6, "e")))), Some(vec![u64::MAX]), "too short");
+        assert_eq!(
+            offsets(m.answer(&key(), Some((6, "e")))),
+            Some(vec![u64::MAX]),
+            "too short"
+        );
         assert!(m.answer(&key(), Some((11, "e"))).is_none(), "ahead: ask Redis");
-        assert!(m.answer(&key(), Some((3, "other"))).is_none(), "another epoch: ask Redis");
+        assert!(
+            m.answer(&key(), Some((3, "other"))).is_none(),
+            "another epoch: ask Redis"
+        );
         assert_eq!(offsets(m.answer_now(&key(), Some((3, "other")))), Some(vec![u64::MAX]));
     }
 
@@ -279,7 +293,10 @@ mod tests {
         m.merge(&key(), fetched("e", 2, 1), 0);
         m.observe(&item(1), &at(1, "f"), 0);
         assert_eq!(m.answer(&key(), None).unwrap().0, at(1, "f"));
-        assert!(m.answer(&key(), Some((2, "e"))).is_none(), "the old epoch: Redis decides");
+        assert!(
+            m.answer(&key(), Some((2, "e"))).is_none(),
+            "the old epoch: Redis decides"
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@ use tokio::sync::Notify;
 use crate::admission::{CONNECT_TIMEOUT, Connections};
 use crate::auth::Expiries;
 use crate::clock::Clock;
-use crate::cluster::messages::{Message, NodeCounts};
 use crate::cluster::ClusterLink;
+use crate::cluster::messages::{Message, NodeCounts};
 use crate::config::Config;
 use crate::delivery::{Delivery, Outbox, wire};
 use crate::error::ClientError;
@@ -121,10 +121,7 @@ impl Hub {
                     config.history_ttl.as_millis() as u64,
                     socketioxide::socket::Sid::new().to_string(),
                 )),
-                mirror: Mutex::new(Mirror::new(
-                    config.history_size,
-                    config.history_ttl.as_millis() as u64,
-                )),
+                mirror: Mutex::new(Mirror::new(config.history_size, config.history_ttl.as_millis() as u64)),
                 connections: Mutex::new(Connections::new(config.max_connections, CONNECT_TIMEOUT)),
                 expiries: Expiries::default(),
                 presence_deadlines_changed: Notify::new(),

@@ -63,11 +63,19 @@ impl Hub {
             if !cluster.is_up() {
                 // The mirror may miss what other nodes published meanwhile.
                 let recovery = since.map(|_| Recovery::Lost);
-                return Ok(Subscription::Done(self.answer_subscribe(sid, key, joins, None, recovery)));
+                return Ok(Subscription::Done(
+                    self.answer_subscribe(sid, key, joins, None, recovery),
+                ));
             }
             let since_at = since.map(|s| (s.offset, &*s.epoch));
             if let Some((position, recovery)) = mirror.answer(key, since_at) {
-                return Ok(Subscription::Done(self.answer_subscribe(sid, key, joins, Some(position), recovery)));
+                return Ok(Subscription::Done(self.answer_subscribe(
+                    sid,
+                    key,
+                    joins,
+                    Some(position),
+                    recovery,
+                )));
             }
             mirror.begin_fetch(key, self.shared.clock.now_ms());
             drop(mirror);
@@ -79,7 +87,13 @@ impl Hub {
         let mut histories = lock(&self.shared.histories);
         let position = histories.position(key);
         let recovery = since.map(|since| histories.recover(key, since.offset, &since.epoch));
-        Ok(Subscription::Done(self.answer_subscribe(sid, key, joins, Some(position), recovery)))
+        Ok(Subscription::Done(self.answer_subscribe(
+            sid,
+            key,
+            joins,
+            Some(position),
+            recovery,
+        )))
     }
 
     /// The end of a subscribe the mirror could not answer: Redis is read,

@@ -157,7 +157,11 @@ async fn engine_io_v3_is_served_only_with_allow_eio3() {
     let app = spawn_app(&[]).await;
     let (status, body) = polling(&app, 3).await;
     assert_eq!(status, 400);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), refused, "a numeric code, as engine.io");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        refused,
+        "a numeric code, as engine.io"
+    );
     let (status, body) = polling(&app, 4).await;
     assert_eq!((status, &body[..7]), (200, r#"0{"sid""#));
     app.shutdown().await.unwrap();

@@ -53,8 +53,12 @@ pub async fn run(target: &Target, args: &RecoveryArgs, report: &mut Report) -> c
         }
         let entity = format!("recovery-{run_id}-{round}");
         let subscribe = json!({ "entityType": "client", "entityId": entity });
-        let mut first = Client::connect(target.public, CONNECT_TIMEOUT).await.map_err(|e| e.to_string())?;
-        let ack = first.call("timeline:subscribe", &subscribe.to_string(), ACK_TIMEOUT).await?;
+        let mut first = Client::connect(target.public, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ack = first
+            .call("timeline:subscribe", &subscribe.to_string(), ACK_TIMEOUT)
+            .await?;
         let since = ack_payload(&ack)
             .filter(|a| a["ok"] == true)
             .map(|a| json!({ "offset": a["offset"], "epoch": a["epoch"] }))
@@ -68,7 +72,9 @@ pub async fn run(target: &Target, args: &RecoveryArgs, report: &mut Report) -> c
                 return Err(format!("recovery: publish answered {}", res.status).into());
             }
         }
-        let mut back = Client::connect(target.public, CONNECT_TIMEOUT).await.map_err(|e| e.to_string())?;
+        let mut back = Client::connect(target.public, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut with_since = subscribe.clone();
         with_since["since"] = since;
         let started = Instant::now();

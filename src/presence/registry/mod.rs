@@ -7,9 +7,7 @@ use super::small_map::SmallMap;
 
 use socketioxide::socket::Sid;
 
-use super::{
-    LeaveReason, Millis, PresenceEvent, PresenceOp, PresenceStats, TabState, ViewerStatus, ViewerView,
-};
+use super::{LeaveReason, Millis, PresenceEvent, PresenceOp, PresenceStats, TabState, ViewerStatus, ViewerView};
 
 use crate::error::ClientError;
 use crate::ids::{AgentId, AgentName, Device, TicketId};
