@@ -628,15 +628,7 @@ fn server_runtime() -> &'static tokio::runtime::Runtime {
 async fn nothing_left_behind(app: &helpers::TestApp) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let stats: Value = app
-            .http
-            .get(app.internal_url("/v1/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats = app.stats().await;
         let idle = stats["connections"] == 0
             && stats["tickets"] == json!({"watched": 0, "viewers": 0})
             && stats["timelines"] == json!({"rooms": 0, "subscriptions": 0});
@@ -720,15 +712,16 @@ async fn wait_connected(ws: &mut Ws) -> Result<(), TestCaseError> {
     }
 }
 
+/// The server the transport fuzzers talk to: no rate limit (every input
+/// reaches the parsers), small messages (oversize ones are cheap to make).
+async fn fuzzed_server() -> helpers::TestApp {
+    helpers::spawn_app(&["--events-per-second", "0", "--max-payload", "2048"]).await
+}
+
 #[test]
 fn server_websocket_frames() {
     let rt = server_runtime();
-    let app = rt.block_on(helpers::spawn_app(&[
-        "--events-per-second",
-        "0",
-        "--max-payload",
-        "2048",
-    ]));
+    let app = rt.block_on(fuzzed_server());
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.public);
     let frames = (
         any::<bool>(),
@@ -770,12 +763,7 @@ fn server_websocket_frames() {
 #[test]
 fn server_polling_bodies() {
     let rt = server_runtime();
-    let app = rt.block_on(helpers::spawn_app(&[
-        "--events-per-second",
-        "0",
-        "--max-payload",
-        "2048",
-    ]));
+    let app = rt.block_on(fuzzed_server());
     let base = format!("http://{}/socket.io/?EIO=4&transport=polling", app.public);
     let body = (
         any::<bool>(),

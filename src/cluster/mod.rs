@@ -83,8 +83,8 @@ pub struct ClusterLink {
 /// refused, and one warning per publish would drown the log.
 #[derive(Debug, Default)]
 pub struct RefusalLog {
-    last: Mutex<Option<Instant>>,
-    since_last: std::sync::atomic::AtomicU64,
+    /// When the last warning went out, and the refusals since.
+    state: Mutex<(Option<Instant>, u64)>,
 }
 
 impl RefusalLog {
@@ -92,15 +92,15 @@ impl RefusalLog {
 
     /// Notes one refusal; true when it was logged as a warning.
     pub fn refused(&self, what: &str, error: &redis::RedisError) -> bool {
-        let suppressed = self.since_last.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, suppressed) = &mut *state;
         if last.is_some_and(|at| at.elapsed() < Self::EVERY) {
+            *suppressed += 1;
             tracing::debug!(%error, what, "redis refused a history script");
             return false;
         }
-        *last = Some(Instant::now());
-        self.since_last.store(0, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(%error, what, suppressed, "redis refused a history script; timeline events go out without offsets (logged at most once a minute)");
+        tracing::warn!(%error, what, suppressed = *suppressed, "redis refused a history script; timeline events go out without offsets (logged at most once a minute)");
+        *state = (Some(Instant::now()), 0);
         true
     }
 }

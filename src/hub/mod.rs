@@ -79,7 +79,7 @@ pub struct NodeStats {
 
 mod timelines;
 
-pub use timelines::{Recovered, Subscribed, Subscription};
+pub use timelines::{Pending, Recovered, Subscribed, Subscription};
 
 /// Whether a publish reached every node, or only this one (Redis is down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,10 +24,13 @@ pub struct Published {
     pub positions: Vec<Option<Position>>,
 }
 
+/// An answer that comes later (once Redis was read).
+pub type Pending<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
 /// A subscribe as answered now, or once Redis was read (cluster).
 pub enum Subscription {
     Done(Subscribed),
-    Reading(std::pin::Pin<Box<dyn std::future::Future<Output = Subscribed> + Send>>),
+    Reading(Pending<Subscribed>),
 }
 
 /// A subscribe as done: the timeline's position, and with `since` whether

@@ -22,7 +22,7 @@ use crate::auth::{TokenIdentity, Unauthorized};
 use crate::config::AuthMode;
 use crate::delivery::{Delivery, Outbox};
 use crate::error::ClientError;
-use crate::hub::{Hub, Recovered, Subscribed, Subscription};
+use crate::hub::{Hub, Pending, Recovered, Subscribed, Subscription};
 use crate::ids::TimelineKey;
 use crate::presence::PresenceOp;
 use crate::rate_limit::TokenBucket;
@@ -246,7 +246,7 @@ impl EventRouter {
 /// subscribe in a cluster whose history this node does not mirror yet).
 enum Reply {
     Now(Value),
-    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Value> + Send>>),
+    Later(Pending<Value>),
 }
 
 /// Applies a valid request; returns the ack's success payload.

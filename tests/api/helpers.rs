@@ -54,6 +54,12 @@ impl TestApp {
         format!("http://{}{path}", self.public)
     }
 
+    /// `GET /v1/stats` on the internal listener (no token configured).
+    pub async fn stats(&self) -> serde_json::Value {
+        let res = self.http.get(self.internal_url("/v1/stats")).send().await.unwrap();
+        res.json().await.unwrap()
+    }
+
     /// Asks the node to shut down and waits until `run` returns.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(stop) = self.stop.take() {

@@ -94,15 +94,7 @@ async fn viewers_of(app: &TestApp, ticket: &str) -> Value {
 async fn wait_for_connections(app: &TestApp, n: u64) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let stats: Value = app
-            .http
-            .get(app.internal_url("/v1/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats = app.stats().await;
         if stats["connections"] == n {
             return;
         }

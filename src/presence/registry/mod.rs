@@ -356,11 +356,27 @@ impl ViewerRegistry {
         agent: &AgentId,
         now: Millis,
     ) -> Result<Vec<PresenceEvent>, ClientError> {
+        self.change_view(sid, ticket, agent, |this, events| {
+            this.set_away(sid, ticket, agent, false);
+            let deadline = now + this.rules.typing_timeout_ms;
+            this.set_typing(sid, ticket, agent, now, deadline, events);
+        })
+    }
+
+    /// A change a socket makes to its own view of a ticket it views as
+    /// `agent`: checked, made by `change`, and told to the room when it
+    /// changed the viewer list.
+    fn change_view(
+        &mut self,
+        sid: Sid,
+        ticket: &TicketId,
+        agent: &AgentId,
+        change: impl FnOnce(&mut Self, &mut Vec<PresenceEvent>),
+    ) -> Result<Vec<PresenceEvent>, ClientError> {
         self.check_viewing(sid, ticket, agent)?;
         let before = self.list(ticket);
         let mut events = Vec::new();
-        self.set_away(sid, ticket, agent, false);
-        self.set_typing(sid, ticket, agent, now, now + self.rules.typing_timeout_ms, &mut events);
+        change(self, &mut events);
         self.tell_if_changed(ticket, &before, 0, &mut events);
         Ok(events)
     }
@@ -413,14 +429,11 @@ impl ViewerRegistry {
         agent: &AgentId,
         now: Millis,
     ) -> Result<Vec<PresenceEvent>, ClientError> {
-        self.check_viewing(sid, ticket, agent)?;
-        let before = self.list(ticket);
-        self.touch(ticket, agent, now);
-        self.set_away(sid, ticket, agent, false);
-        let mut events = Vec::new();
-        self.clear_typing(sid, ticket, agent, &mut events);
-        self.tell_if_changed(ticket, &before, 0, &mut events);
-        Ok(events)
+        self.change_view(sid, ticket, agent, |this, events| {
+            this.touch(ticket, agent, now);
+            this.set_away(sid, ticket, agent, false);
+            this.clear_typing(sid, ticket, agent, events);
+        })
     }
 
     /// `ticket:draft`: the socket has (or no longer has) a reply draft.
@@ -433,16 +446,13 @@ impl ViewerRegistry {
         editing: bool,
         now: Millis,
     ) -> Result<Vec<PresenceEvent>, ClientError> {
-        self.check_viewing(sid, ticket, agent)?;
-        let before = self.list(ticket);
-        self.touch(ticket, agent, now);
-        self.set_away(sid, ticket, agent, false);
-        if let Some(socket) = self.socket_mut(sid, ticket, agent) {
-            socket.draft = editing;
-        }
-        let mut events = Vec::new();
-        self.tell_if_changed(ticket, &before, 0, &mut events);
-        Ok(events)
+        self.change_view(sid, ticket, agent, |this, _| {
+            this.touch(ticket, agent, now);
+            this.set_away(sid, ticket, agent, false);
+            if let Some(socket) = this.socket_mut(sid, ticket, agent) {
+                socket.draft = editing;
+            }
+        })
     }
 
     /// `ticket:activity`: the socket's tab is in use (activity) or hidden
@@ -455,15 +465,12 @@ impl ViewerRegistry {
         state: TabState,
         now: Millis,
     ) -> Result<Vec<PresenceEvent>, ClientError> {
-        self.check_viewing(sid, ticket, agent)?;
-        let before = self.list(ticket);
-        if state == TabState::Active {
-            self.touch(ticket, agent, now);
-        }
-        self.set_away(sid, ticket, agent, state == TabState::Away);
-        let mut events = Vec::new();
-        self.tell_if_changed(ticket, &before, 0, &mut events);
-        Ok(events)
+        self.change_view(sid, ticket, agent, |this, _| {
+            if state == TabState::Active {
+                this.touch(ticket, agent, now);
+            }
+            this.set_away(sid, ticket, agent, state == TabState::Away);
+        })
     }
 
     /// `ticket:leave`: the socket stops viewing the ticket.
